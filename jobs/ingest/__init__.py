@@ -1,0 +1,1 @@
+"""Ingestion of raw review and relevance files into bronze tables."""

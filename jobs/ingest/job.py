@@ -1,0 +1,352 @@
+"""`precis ingest`: raw files -> bronze tables, bad records -> bronze.quarantine.
+
+One Spark pass parses every unit of every file (see `sources.Unit`) into a single DataFrame with
+one struct column per target table; it is cached, counted (which also surfaces unreadable files
+before anything is committed), deduplicated by each table's key, and merged:
+
+- reviews and quarantine rows are immutable: rows whose key is already stored are skipped;
+- products and judgments are upserted: a changed label or description replaces the old row.
+
+So ingesting a file again, on the same `ds` or another, leaves every table with the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from jobs.ingest import records as rec
+from jobs.ingest.sources import (
+    PARQUET_MAGIC,
+    IngestError,
+    Unit,
+    check_readable,
+    csv_header,
+    has_surrogates,
+    is_gzip,
+    iter_csv,
+    iter_jsonl,
+    iter_parquet,
+    open_text_head,
+    plan_jsonl_units,
+    printable_raw,
+    sniff_jsonl,
+)
+from jobs.lake import Lake, TableSpec
+from jobs.lake.tables import BRONZE_JUDGMENTS, BRONZE_PRODUCTS, BRONZE_QUARANTINE, BRONZE_REVIEWS
+
+log = logging.getLogger(__name__)
+
+RELEVANCE_FORMATS = ("crowdflower", "esci")
+CROWDFLOWER_COLUMNS = {"id", "query", "product_title", "product_description", "median_relevance"}
+ESCI_EXAMPLE_COLUMNS = {"example_id", "query", "product_id", "esci_label"}
+
+_TARGETS = {"review": BRONZE_REVIEWS, "product": BRONZE_PRODUCTS, "judgment": BRONZE_JUDGMENTS, "quarantine": BRONZE_QUARANTINE}
+
+
+def _loose(schema: pa.Schema) -> pa.StructType:
+    """The table's columns as a struct with every field nullable; the writer enforces nullability."""
+    return pa.struct([pa.field(f.name, f.type, nullable=True) for f in schema])
+
+
+PARSED_SCHEMA = pa.schema(
+    [pa.field("target", pa.string(), False)] + [pa.field(t, _loose(spec.schema)) for t, spec in _TARGETS.items()]
+)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every parsed row records about the run that made it."""
+
+    source: str  # reviews | crowdflower | esci
+    ds: str
+    ingested_at: datetime
+    raw_max_chars: int
+    category: str | None = None
+
+
+@dataclass
+class IngestReport:
+    kind: str
+    files: list[str]
+    records: dict[str, int] = field(default_factory=dict)  # parsed rows per target
+    distinct: dict[str, int] = field(default_factory=dict)
+    written: dict[str, int] = field(default_factory=dict)  # rows newly stored per table
+    seconds: float = 0.0
+
+    @property
+    def duplicates(self) -> int:
+        main = "review" if self.kind == "reviews" else "judgment"
+        return self.records.get(main, 0) - self.distinct.get(main, 0)
+
+    @property
+    def quarantined(self) -> int:
+        return self.records.get("quarantine", 0)
+
+    def line(self) -> str:
+        if self.kind == "reviews":
+            n, d = self.records.get("review", 0), self.distinct.get("review", 0)
+            head = (
+                f"reviews: {n} valid records, {self.duplicates} duplicates, {d} distinct, "
+                f"{self.written.get('bronze.reviews', 0)} new in bronze.reviews"
+            )
+        else:
+            head = (
+                f"{self.kind}: {self.records.get('judgment', 0)} judgments ({self.duplicates} duplicates, "
+                f"{self.written.get('bronze.judgments', 0)} new or changed), "
+                f"{self.distinct.get('product', 0)} products ({self.written.get('bronze.products', 0)} new or changed)"
+            )
+        return (
+            f"{head}; {self.quarantined} quarantined "
+            f"({self.written.get('bronze.quarantine', 0)} new in bronze.quarantine); "
+            f"{len(self.files)} file(s) in {self.seconds:.1f}s"
+        )
+
+
+# ---------------------------------------------------------------- per-record work (executors)
+def _quarantine(ctx: Context, path: str, line: int | None, raw: bytes | str, reason: str) -> dict[str, Any]:
+    text = printable_raw(raw)
+    raw_bytes = raw if isinstance(raw, bytes) else text.encode("utf-8")
+    return {
+        "target": "quarantine",
+        "quarantine": {
+            "quarantine_id": rec.sha_hex(f"{Path(path).name}:{line}:".encode() + raw_bytes),
+            "source": ctx.source,
+            "source_file": path,
+            "source_line": line,
+            "raw": text[: ctx.raw_max_chars],
+            "raw_truncated": len(text) > ctx.raw_max_chars,
+            "reason": reason,
+            "ingested_at": ctx.ingested_at,
+            "ds": ctx.ds,
+        },
+    }
+
+
+def _provenance(ctx: Context, path: str, line: int | None) -> dict[str, Any]:
+    return {"source_file": path, "source_line": line, "ingested_at": ctx.ingested_at, "ds": ctx.ds}
+
+
+def _review_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
+    for line, raw in iter_jsonl(unit):
+        try:
+            row = rec.parse_review(rec.parse_json_object(rec.decode_utf8(raw)))
+        except rec.Rejected as exc:
+            yield _quarantine(ctx, unit.path, line, raw, str(exc))
+            continue
+        row.update(_provenance(ctx, unit.path, line), category=ctx.category)
+        yield {"target": "review", "review": row}
+
+
+def _relevance_pair(ctx, path, line, product, judgment) -> Iterator[dict[str, Any]]:
+    if product is not None:
+        product.update(source_file=path, ingested_at=ctx.ingested_at, ds=ctx.ds)
+        yield {"target": "product", "product": product}
+    if judgment is not None:
+        judgment.update(_provenance(ctx, path, line))
+        yield {"target": "judgment", "judgment": judgment}
+
+
+def _csv_rows(unit: Unit, ctx: Context, parse: Callable) -> Iterator[dict[str, Any]]:
+    for line, row, raw in iter_csv(unit):
+        if row is None:
+            yield _quarantine(ctx, unit.path, line, raw, "wrong number of CSV fields")
+            continue
+        if any(has_surrogates(v) for v in row.values() if isinstance(v, str)):
+            yield _quarantine(ctx, unit.path, line, raw, "invalid UTF-8")
+            continue
+        try:
+            product, judgment = parse(row)
+        except rec.Rejected as exc:
+            yield _quarantine(ctx, unit.path, line, raw, str(exc))
+            continue
+        yield from _relevance_pair(ctx, unit.path, line, product, judgment)
+
+
+def _parquet_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
+    for line, row in iter_parquet(unit):
+        try:
+            product, judgment = rec.parse_esci_example(row)
+        except rec.Rejected as exc:
+            yield _quarantine(ctx, unit.path, line, rec.canonical_json({k: str(v) for k, v in row.items()}), str(exc))
+            continue
+        yield from _relevance_pair(ctx, unit.path, line, product, judgment)
+
+
+def _vespa_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
+    for line, raw in iter_jsonl(unit):
+        try:
+            product = rec.parse_vespa_product(rec.parse_json_object(rec.decode_utf8(raw)))
+        except rec.Rejected as exc:
+            yield _quarantine(ctx, unit.path, line, raw, str(exc))
+            continue
+        yield from _relevance_pair(ctx, unit.path, line, product, None)
+
+
+def unit_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
+    if ctx.source == "reviews":
+        return _review_rows(unit, ctx)
+    if unit.fmt == "parquet":
+        return _parquet_rows(unit, ctx)
+    if unit.fmt == "jsonl":
+        return _vespa_rows(unit, ctx)
+    parse = rec.parse_crowdflower if ctx.source == "crowdflower" else rec.parse_esci_example
+    return _csv_rows(unit, ctx, parse)
+
+
+def _to_batches(rows: Iterator[dict[str, Any]], size: int = 8192) -> Iterator[pa.RecordBatch]:
+    buf: list[dict[str, Any]] = []
+    for row in rows:
+        buf.append(row)
+        if len(buf) >= size:
+            yield pa.RecordBatch.from_pylist(buf, schema=PARSED_SCHEMA)
+            buf = []
+    if buf:
+        yield pa.RecordBatch.from_pylist(buf, schema=PARSED_SCHEMA)
+
+
+# ---------------------------------------------------------------- planning (driver)
+def plan_reviews(paths: list[str], split_bytes: int) -> list[Unit]:
+    units: list[Unit] = []
+    for p in paths:
+        path = check_readable(p)
+        sniff_jsonl(path, "Amazon reviews")
+        units.extend(plan_jsonl_units(path, split_bytes))
+    return units
+
+
+def plan_relevance(paths: list[str], fmt: str) -> list[Unit]:
+    if fmt not in RELEVANCE_FORMATS:
+        raise IngestError(f"unknown relevance format '{fmt}'; use one of: {', '.join(RELEVANCE_FORMATS)}")
+    units: list[Unit] = []
+    for p in paths:
+        path = check_readable(p)
+        gz = is_gzip(path)
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic == PARQUET_MAGIC:
+            if fmt != "esci":
+                raise IngestError(f"{path}: a Parquet file; only --format esci reads Parquet")
+            import pyarrow.parquet as pq
+
+            try:
+                names = set(pq.ParquetFile(path).schema_arrow.names)
+            except Exception as exc:  # a corrupt footer
+                raise IngestError(f"{path}: unreadable Parquet file ({exc})") from None
+            missing = ESCI_EXAMPLE_COLUMNS - names
+            if missing:
+                raise IngestError(f"{path}: not ESCI examples; missing columns {sorted(missing)}")
+            units.append(Unit(str(path), "parquet"))
+            continue
+        first = next((ln for ln in open_text_head(path).splitlines() if ln.strip()), "")
+        if fmt == "esci" and first.lstrip().startswith("{"):
+            sniff_jsonl(path, "a Vespa product feed")
+            units.extend(plan_jsonl_units(path, 1 << 62))
+            continue
+        header = set(csv_header(path))
+        required = CROWDFLOWER_COLUMNS if fmt == "crowdflower" else ESCI_EXAMPLE_COLUMNS
+        missing = required - header
+        if missing:
+            raise IngestError(
+                f"{path}: not a {fmt} CSV file; its header lacks {sorted(missing)} (has {sorted(header)[:10]})"
+            )
+        units.append(Unit(str(path), "csv", gzip=gz))
+    return units
+
+
+# ---------------------------------------------------------------- the Spark job
+def _dedup(df, keys: tuple[str, ...], order: list[str]):
+    """One row per key; the survivor is the smallest by `order`, so re-runs pick the same row."""
+    from pyspark.sql import functions as F
+
+    cols = df.columns
+    packed = df.groupBy(*keys).agg(F.min_by(F.struct(*cols), F.struct(*order)).alias("r"))
+    return packed.select("r.*")
+
+
+def run_ingest(lake: Lake, units: list[Unit], ctx: Context, files: list[str]) -> IngestReport:
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as F
+
+    from jobs.lake.lake import spark_schema
+
+    report = IngestReport(kind=ctx.source, files=files)
+    t0 = time.time()
+    spark = lake.spark
+    unit_dicts = [u.to_dict() for u in units]
+
+    def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for i in batch.column("id").to_pylist():
+                yield from _to_batches(unit_rows(Unit(**unit_dicts[i]), ctx))
+
+    n = max(1, len(units))
+    parsed = (
+        spark.range(0, len(units), numPartitions=n)
+        .mapInArrow(parse, spark_schema(PARSED_SCHEMA))
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+    try:
+        try:
+            counts = {r["target"]: r["count"] for r in parsed.groupBy("target").count().collect()}
+        except Exception as exc:  # a file that breaks mid-way (truncated gzip, I/O error)
+            raise IngestError(f"reading the input failed, nothing was committed: {_root_cause(exc)}") from None
+        report.records = counts
+        plans: list[tuple[str, TableSpec, list[str], str]] = [
+            ("quarantine", BRONZE_QUARANTINE, ["source_file", "source_line"], "ignore"),
+            ("review", BRONZE_REVIEWS, ["source_file", "source_line"], "ignore"),
+            ("product", BRONZE_PRODUCTS, ["title", "description_raw", "source_file"], "update"),
+            ("judgment", BRONZE_JUDGMENTS, ["source_file", "source_line"], "update"),
+        ]
+        for target, spec, order, when_matched in plans:
+            if not counts.get(target):
+                continue
+            rows = parsed.where(F.col("target") == target).select(f"{target}.*")
+            rows = _dedup(rows, spec.keys, order).persist(StorageLevel.MEMORY_AND_DISK)
+            try:
+                report.distinct[target] = rows.count()
+                result = lake.merge(spec, rows, when_matched=when_matched)
+            finally:
+                rows.unpersist()
+            log.info("%s", result)
+            report.written[spec.qualified_name] = result.rows_written if result.committed else 0
+    finally:
+        parsed.unpersist()
+    report.seconds = time.time() - t0
+    return report
+
+
+def _root_cause(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("EOFError", "BadGzipFile", "OSError", "FileNotFoundError", "PermissionError", "ValueError"):
+        idx = text.find(marker + ":")
+        if idx >= 0:
+            return text[idx:].splitlines()[0]
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _ctx(lake: Lake, source: str, ds: str, category: str | None = None) -> Context:
+    return Context(
+        source=source,
+        ds=ds,
+        ingested_at=datetime.now(timezone.utc).replace(microsecond=0),
+        raw_max_chars=lake.cfg.ingest.raw_max_chars,
+        category=category,
+    )
+
+
+def ingest_reviews(lake: Lake, files: list[str], ds: str, category: str | None = None) -> IngestReport:
+    units = plan_reviews(files, lake.cfg.ingest.split_bytes)
+    return run_ingest(lake, units, _ctx(lake, "reviews", ds, category), list(files))
+
+
+def ingest_relevance(lake: Lake, files: list[str], fmt: str, ds: str) -> IngestReport:
+    units = plan_relevance(files, fmt)
+    return run_ingest(lake, units, _ctx(lake, fmt, ds), list(files))

@@ -1,0 +1,415 @@
+"""The lake: read and write the registered Delta tables from Spark.
+
+Three write modes, each one Delta commit, so a reader sees a table before or after it, never half:
+
+- `replace_partition(table, df, ds)`: the rows of one `ds` replace that partition; re-running is idempotent.
+- `append(table, df, app_id, version)`: an append guarded by a Delta application transaction; a
+  second append with the same (app_id, version) commits nothing.
+- `merge(table, df, when_matched=...)`: upsert by the table's keys (`"update"`), or insert the rows
+  whose key is absent (`"ignore"`). Source rows equal in content to the stored row change nothing,
+  so re-running an ingestion leaves the table at the same version.
+
+Two engines implement them behind one interface, picked by `lake.engine`:
+
+- `deltalake` (the embedded default): executors write Parquet files into the table folder and the
+  driver commits their add (and, for merges, remove) actions in one delta-rs transaction. Data is
+  never collected to the driver; only one small row per written file is.
+- `spark-delta`: delta-spark natively, for clusters whose Spark has the Delta jars.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import unquote
+
+import pyarrow as pa
+
+from jobs.config import PrecisConfig
+from jobs.lake.files import ADD_ACTION_DDL, NULL_PARTITION, now_ms, write_partition_files
+from jobs.lake.tables import TABLES, TableSpec, get_table
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
+
+_HASH_COL = "__precis_content_hash"
+_FILE_COL = "__precis_file"
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one write did, for logs and tests."""
+
+    table: str
+    rows_written: int
+    files_added: int
+    files_removed: int
+    version: int | None
+    committed: bool
+
+    def __str__(self) -> str:
+        if not self.committed:
+            return f"{self.table}: nothing to commit"
+        return (
+            f"{self.table}: {self.rows_written} rows in {self.files_added} files "
+            f"({self.files_removed} files replaced), version {self.version}"
+        )
+
+
+def spark_schema(schema: pa.Schema):
+    """The Spark StructType of an Arrow schema, nullability included."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)
+
+
+class Lake:
+    """Tables under `lake.root`, addressed as `layer.name`."""
+
+    def __init__(self, cfg: PrecisConfig, spark: "SparkSession | None" = None):
+        self.cfg = cfg
+        self.root = cfg.lake_root
+        self.storage_options = cfg.lake.storage_options or None
+        self._spark = spark
+        self._engine: _Engine | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def spark(self) -> "SparkSession":
+        if self._spark is None:
+            from jobs.spark import get_spark
+
+            self._spark = get_spark(self.cfg)
+        return self._spark
+
+    @property
+    def engine(self) -> "_Engine":
+        if self._engine is None:
+            choice = self.cfg.lake.engine
+            if choice == "auto":
+                from jobs.spark import delta_jars_available
+
+                choice = "spark-delta" if delta_jars_available(self.spark) else "deltalake"
+            self._engine = SparkDeltaEngine(self) if choice == "spark-delta" else DeltaRsEngine(self)
+            log.info("lake engine: %s at %s", choice, self.root)
+        return self._engine
+
+    def path(self, table: str | TableSpec) -> str:
+        spec = get_table(table) if isinstance(table, str) else table
+        return f"{self.root}/{spec.layer}/{spec.name}"
+
+    def exists(self, table: str | TableSpec) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.path(table), storage_options=self.storage_options)
+
+    def delta_table(self, table: str | TableSpec):
+        from deltalake import DeltaTable
+
+        return DeltaTable(self.path(table), storage_options=self.storage_options)
+
+    def existing_tables(self) -> list[TableSpec]:
+        return [spec for _, spec in sorted(TABLES.items()) if self.exists(spec)]
+
+    # ------------------------------------------------------------------ readers
+    def read(self, table: str | TableSpec) -> "DataFrame":
+        """A Spark DataFrame of the table's current snapshot (empty with its schema if absent)."""
+        spec = get_table(table) if isinstance(table, str) else table
+        if not self.exists(spec):
+            return self.spark.createDataFrame([], spark_schema(spec.schema))
+        return self.engine.read(spec)
+
+    def read_arrow(self, table: str | TableSpec, columns: list[str] | None = None) -> pa.Table:
+        """The current snapshot through delta-rs, without Spark."""
+        spec = get_table(table) if isinstance(table, str) else table
+        if not self.exists(spec):
+            return spec.schema.empty_table() if columns is None else spec.schema.empty_table().select(columns)
+        return self.delta_table(spec).to_pyarrow_table(columns=columns)
+
+    def read_pandas(self, table: str | TableSpec, columns: list[str] | None = None):
+        return self.read_arrow(table, columns).to_pandas()
+
+    def count(self, table: str | TableSpec) -> int:
+        spec = get_table(table) if isinstance(table, str) else table
+        if not self.exists(spec):
+            return 0
+        return int(self.delta_table(spec).count())
+
+    # ------------------------------------------------------------------ writers
+    def replace_partition(self, table: str | TableSpec, df: "DataFrame", ds: str) -> WriteResult:
+        spec = get_table(table) if isinstance(table, str) else table
+        if spec.partition_by != ("ds",):
+            raise ValueError(f"{spec.qualified_name} is not partitioned by ds; use merge or append")
+        from pyspark.sql import functions as F
+
+        return self.engine.replace_partition(spec, df.withColumn("ds", F.lit(ds)), ds)
+
+    def append(self, table: str | TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:
+        spec = get_table(table) if isinstance(table, str) else table
+        return self.engine.append(spec, df, app_id, version)
+
+    def merge(
+        self,
+        table: str | TableSpec,
+        df: "DataFrame",
+        when_matched: Literal["update", "ignore"] = "update",
+    ) -> WriteResult:
+        """Upsert `df` by the table's keys. `df` must hold each key at most once."""
+        spec = get_table(table) if isinstance(table, str) else table
+        return self.engine.merge(spec, df, when_matched)
+
+
+class _Engine:
+    def __init__(self, lake: Lake):
+        self.lake = lake
+
+    def read(self, spec: TableSpec) -> "DataFrame":
+        raise NotImplementedError
+
+    def replace_partition(self, spec: TableSpec, df: "DataFrame", ds: str) -> WriteResult:
+        raise NotImplementedError
+
+    def append(self, spec: TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:
+        raise NotImplementedError
+
+    def merge(self, spec: TableSpec, df: "DataFrame", when_matched: str) -> WriteResult:
+        raise NotImplementedError
+
+
+def _content_hash(df: "DataFrame", spec: TableSpec) -> "DataFrame":
+    from pyspark.sql import functions as F
+
+    return df.withColumn(_HASH_COL, F.xxhash64(*[F.col(c) for c in spec.content_columns]))
+
+
+class DeltaRsEngine(_Engine):
+    """Embedded: Spark executors write Parquet, delta-rs commits on the driver."""
+
+    def read(self, spec: TableSpec) -> "DataFrame":
+        dt = self.lake.delta_table(spec)
+        files = dt.file_uris()
+        spark = self.lake.spark
+        schema = spark_schema(spec.schema)
+        if not files:
+            return spark.createDataFrame([], schema)
+        # The file list pins the snapshot: files that a later commit removes stay on disk until
+        # a vacuum, so this DataFrame keeps reading the version it was created from.
+        reader = spark.read.schema(schema)
+        if spec.partition_by:
+            reader = reader.option("basePath", self.lake.path(spec))
+        return reader.parquet(*files).select(*spec.schema.names)
+
+    def _write_files(self, spec: TableSpec, df: "DataFrame") -> list:
+        from deltalake.transaction import AddAction
+
+        table_uri = self.lake.path(spec)
+        schema = spec.schema
+        part = spec.partition_by[0] if spec.partition_by else None
+
+        def write(batches):
+            return write_partition_files(batches, table_uri=table_uri, schema=schema, partition_col=part)
+
+        rows = df.select(*schema.names).mapInArrow(write, ADD_ACTION_DDL).collect()
+        mtime = now_ms()
+        actions = []
+        for r in rows:
+            pv = {} if part is None else {part: r.partition_value}
+            actions.append(AddAction(r.path, r.size, pv, mtime, True, r.stats))
+        return actions
+
+    def _commit(self, spec: TableSpec, actions: list, mode: str, *, partition_filters=None, commit_properties=None) -> int:
+        from deltalake import DeltaTable
+        from deltalake.transaction import create_table_with_add_actions
+        from deltalake import Schema as DeltaSchema
+
+        uri = self.lake.path(spec)
+        opts = self.lake.storage_options
+        if not DeltaTable.is_deltatable(uri, storage_options=opts):
+            adds = [a for a in actions if not hasattr(a, "deletion_timestamp")]
+            create_table_with_add_actions(
+                uri,
+                DeltaSchema.from_arrow(spec.schema),
+                adds,
+                mode="error",
+                partition_by=list(spec.partition_by) or None,
+                name=spec.qualified_name,
+                description=spec.description,
+                storage_options=opts,
+                commit_properties=commit_properties,
+            )
+        else:
+            dt = DeltaTable(uri, storage_options=opts)
+            dt.create_write_transaction(
+                actions,
+                mode,
+                spec.schema,
+                partition_by=list(spec.partition_by) or None,
+                partition_filters=partition_filters,
+                commit_properties=commit_properties,
+            )
+        return DeltaTable(uri, storage_options=opts).version()
+
+    @staticmethod
+    def _rows(actions: list) -> int:
+        import json
+
+        return sum(json.loads(a.stats)["numRecords"] for a in actions if hasattr(a, "stats"))
+
+    def replace_partition(self, spec: TableSpec, df: "DataFrame", ds: str) -> WriteResult:
+        actions = self._write_files(spec, df)
+        exists = self.lake.exists(spec)
+        removed = 0
+        if exists:
+            live = pa.table(self.lake.delta_table(spec).get_add_actions(flatten=True))
+            removed = sum(1 for v in live.column("partition.ds").to_pylist() if v == ds)
+        version = self._commit(spec, actions, "overwrite", partition_filters=[("ds", "=", ds)])
+        return WriteResult(spec.qualified_name, self._rows(actions), len(actions), removed, version, True)
+
+    def append(self, spec: TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:
+        from deltalake import CommitProperties, Transaction
+
+        if self.lake.exists(spec):
+            done = self.lake.delta_table(spec).transaction_version(app_id)
+            if done is not None and done >= version:
+                log.info("%s: transaction %s v%s already committed", spec.qualified_name, app_id, version)
+                return WriteResult(spec.qualified_name, 0, 0, 0, None, False)
+        actions = self._write_files(spec, df)
+        props = CommitProperties(app_transactions=[Transaction(app_id, version)])
+        v = self._commit(spec, actions, "append", commit_properties=props)
+        return WriteResult(spec.qualified_name, self._rows(actions), len(actions), 0, v, True)
+
+    def merge(self, spec: TableSpec, df: "DataFrame", when_matched: str) -> WriteResult:
+        from deltalake.transaction import RemoveAction
+        from pyspark.sql import functions as F
+
+        keys = list(spec.keys)
+        if not self.lake.exists(spec):
+            actions = self._write_files(spec, df)
+            if not actions:
+                return WriteResult(spec.qualified_name, 0, 0, 0, None, False)
+            v = self._commit(spec, actions, "append")
+            return WriteResult(spec.qualified_name, self._rows(actions), len(actions), 0, v, True)
+
+        dt = self.lake.delta_table(spec)
+        existing = self.read(spec)
+        if when_matched == "ignore":
+            new = df.join(existing.select(*keys), keys, "left_anti")
+            actions = self._write_files(spec, new)
+            if not actions:
+                return WriteResult(spec.qualified_name, 0, 0, 0, dt.version(), False)
+            v = self._commit(spec, actions, "append")
+            return WriteResult(spec.qualified_name, self._rows(actions), len(actions), 0, v, True)
+
+        # Upsert, copy-on-write: drop source rows identical to what is stored, find the files that
+        # hold the remaining keys, rewrite those files without them plus the source rows, and
+        # commit removes and adds together.
+        existing = _content_hash(existing.withColumn(_FILE_COL, F.col("_metadata.file_path")), spec)
+        src = _content_hash(df.select(*spec.schema.names), spec)
+        changed = src.join(existing.select(*keys, _HASH_COL), [*keys, _HASH_COL], "left_anti").drop(_HASH_COL)
+        changed = changed.cache()
+        try:
+            touched = [
+                r[0] for r in existing.join(changed.select(*keys), keys, "left_semi").select(_FILE_COL).distinct().collect()
+            ]
+            if not touched and changed.isEmpty():
+                return WriteResult(spec.qualified_name, 0, 0, 0, dt.version(), False)
+            kept = (
+                existing.where(F.col(_FILE_COL).isin(touched))
+                .join(changed.select(*keys), keys, "left_anti")
+                .select(*spec.schema.names)
+            )
+            adds = self._write_files(spec, changed.unionByName(kept))
+        finally:
+            changed.unpersist()
+        by_path = _add_actions_by_uri(dt, self.lake.path(spec))
+        removes = []
+        for uri in touched:
+            rel, size, pv = by_path[_norm_uri(uri)]
+            removes.append(RemoveAction(rel, True, now_ms(), size, pv))
+        v = self._commit(spec, [*removes, *adds], "append")
+        return WriteResult(spec.qualified_name, self._rows(adds), len(adds), len(removes), v, True)
+
+
+def _norm_uri(uri: str) -> str:
+    uri = unquote(uri)
+    for prefix in ("file://", "file:"):
+        if uri.startswith(prefix):
+            uri = uri[len(prefix):]
+            break
+    return uri.rstrip("/")
+
+
+def _add_actions_by_uri(dt, table_uri: str) -> dict[str, tuple[str, int, dict]]:
+    """Map each live file's absolute location to (relative path, size, partition values)."""
+    actions = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
+    base = _norm_uri(table_uri)
+    out = {}
+    for a in actions:
+        rel = a["path"]
+        pv = {k[len("partition."):]: v for k, v in a.items() if k.startswith("partition.")}
+        pv = {k: (None if v == NULL_PARTITION else v) for k, v in pv.items()}
+        out[f"{base}/{unquote(rel)}"] = (rel, a["size_bytes"], pv)
+    return out
+
+
+class SparkDeltaEngine(_Engine):
+    """delta-spark natively; used where Spark has the Delta jars (a cluster). Not exercised by the
+    embedded test suite, which has no Maven repository to fetch the jars from."""
+
+    def _ensure(self, spec: TableSpec) -> None:
+        from delta.tables import DeltaTable
+
+        (
+            DeltaTable.createIfNotExists(self.lake.spark)
+            .location(self.lake.path(spec))
+            .addColumns(spark_schema(spec.schema))
+            .partitionedBy(*spec.partition_by)
+            .execute()
+        )
+
+    def read(self, spec: TableSpec) -> "DataFrame":
+        return self.lake.spark.read.format("delta").load(self.lake.path(spec))
+
+    def _version(self, spec: TableSpec) -> int:
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.lake.spark, self.lake.path(spec)).history(1).collect()[0]["version"]
+
+    def replace_partition(self, spec: TableSpec, df: "DataFrame", ds: str) -> WriteResult:
+        self._ensure(spec)
+        (
+            df.select(*spec.schema.names)
+            .write.format("delta")
+            .mode("overwrite")
+            .option("replaceWhere", f"ds = '{ds}'")
+            .save(self.lake.path(spec))
+        )
+        return WriteResult(spec.qualified_name, -1, -1, -1, self._version(spec), True)
+
+    def append(self, spec: TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:
+        self._ensure(spec)
+        (
+            df.select(*spec.schema.names)
+            .write.format("delta")
+            .mode("append")
+            .option("txnAppId", app_id)
+            .option("txnVersion", version)
+            .save(self.lake.path(spec))
+        )
+        return WriteResult(spec.qualified_name, -1, -1, -1, self._version(spec), True)
+
+    def merge(self, spec: TableSpec, df: "DataFrame", when_matched: str) -> WriteResult:
+        from delta.tables import DeltaTable
+
+        self._ensure(spec)
+        target = DeltaTable.forPath(self.lake.spark, self.lake.path(spec))
+        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)
+        builder = target.alias("t").merge(df.select(*spec.schema.names).alias("s"), on)
+        if when_matched == "update":
+            differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in spec.content_columns)
+            builder = builder.whenMatchedUpdateAll(condition=differs)
+        builder.whenNotMatchedInsertAll().execute()
+        return WriteResult(spec.qualified_name, -1, -1, -1, self._version(spec), True)

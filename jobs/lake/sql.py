@@ -1,0 +1,47 @@
+"""`precis sql`: DuckDB over the Delta tables, each registered as a view named `layer.name`.
+
+DuckDB reads Delta through its `delta` extension, loaded from the PyPI package
+`duckdb-extension-delta` (no download at run time, so it works offline).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from jobs.lake.lake import Lake
+
+
+def delta_extension_path() -> Path:
+    import duckdb_extension_delta
+
+    base = Path(duckdb_extension_delta.__file__).parent / "extensions"
+    matches = sorted(base.glob(f"v{duckdb.__version__}/delta.duckdb_extension")) or sorted(
+        base.glob("*/delta.duckdb_extension")
+    )
+    if not matches:
+        raise FileNotFoundError(
+            f"no delta.duckdb_extension under {base}; reinstall duckdb-extension-delta=={duckdb.__version__}"
+        )
+    return matches[0]
+
+
+def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with every existing table as a view `layer.name`."""
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    con.execute(f"LOAD '{delta_extension_path()}'")
+    for spec in lake.existing_tables():
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{spec.layer}"')
+        path = lake.path(spec).replace("'", "''")
+        con.execute(f"CREATE VIEW \"{spec.layer}\".\"{spec.name}\" AS SELECT * FROM delta_scan('{path}')")
+    return con
+
+
+def run_sql(lake: Lake, query: str):
+    """The query's result as a pandas DataFrame."""
+    con = connect(lake)
+    try:
+        return con.execute(query).fetchdf()
+    finally:
+        con.close()

@@ -1,0 +1,176 @@
+"""The registry of Delta tables, with explicit schemas.
+
+Schemas are declared here, never inferred: Spark's `toArrow()` marks every column non-nullable and
+readers in other engines (DuckDB, delta-rs) must agree with the writers. A table is addressed as
+`layer.name` and lives in the folder `<lake.root>/<layer>/<name>`.
+
+Tables of later stages (silver samples, gold features, eval) are registered by the modules that
+produce them, through `register()`, so their schema sits beside the code that fills it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One Delta table: where it lives, its columns, and how rows are identified."""
+
+    layer: str
+    name: str
+    schema: pa.Schema
+    keys: tuple[str, ...]
+    """Columns that identify a row; merges upsert on them and quality gates check their uniqueness."""
+    partition_by: tuple[str, ...] = ("ds",)
+    """At most one column; `ds` (YYYY-MM-DD, the run date) for tables that grow daily."""
+    description: str = ""
+    content_ignore: tuple[str, ...] = field(default=("ds", "ingested_at"))
+    """Columns that do not count as content: a row equal to the stored one but for these is unchanged."""
+
+    def __post_init__(self) -> None:
+        if len(self.partition_by) > 1:
+            raise ValueError(f"{self.qualified_name}: at most one partition column is supported")
+        missing = [c for c in (*self.keys, *self.partition_by) if c not in self.schema.names]
+        if missing:
+            raise ValueError(f"{self.qualified_name}: columns {missing} are not in the schema")
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.layer}.{self.name}"
+
+    @property
+    def content_columns(self) -> list[str]:
+        return [c for c in self.schema.names if c not in self.content_ignore]
+
+
+TABLES: dict[str, TableSpec] = {}
+
+
+def register(spec: TableSpec) -> TableSpec:
+    existing = TABLES.get(spec.qualified_name)
+    if existing is not None and existing != spec:
+        raise ValueError(f"table {spec.qualified_name} is registered twice with different specs")
+    TABLES[spec.qualified_name] = spec
+    return spec
+
+
+def get_table(qualified_name: str) -> TableSpec:
+    try:
+        return TABLES[qualified_name]
+    except KeyError:
+        known = ", ".join(sorted(TABLES))
+        raise KeyError(f"unknown table '{qualified_name}'; known tables: {known}") from None
+
+
+def _f(name: str, typ: pa.DataType, nullable: bool = True) -> pa.Field:
+    return pa.field(name, typ, nullable=nullable)
+
+
+BRONZE_REVIEWS = register(
+    TableSpec(
+        layer="bronze",
+        name="reviews",
+        keys=("review_id",),
+        description="Amazon reviews (2018 and 2023 schemas) in one shape; one row per distinct record.",
+        schema=pa.schema(
+            [
+                _f("review_id", pa.string(), False),  # sha256 of the record's canonical JSON
+                _f("user_id", pa.string(), False),
+                _f("product_id", pa.string(), False),  # asin
+                _f("parent_product_id", pa.string()),  # parent_asin (2023 schema only)
+                _f("rating", pa.float64(), False),  # 1-5
+                _f("title", pa.string()),  # 2018 `summary`, 2023 `title`
+                _f("text", pa.string()),  # 2018 `reviewText`, 2023 `text`
+                _f("review_time", UTC_TS),
+                _f("helpful_votes", pa.int64()),
+                _f("verified", pa.bool_()),
+                _f("style", pa.string()),  # JSON object as text, e.g. {"Size:": "7 oz"}
+                _f("images", pa.list_(pa.string())),
+                _f("category", pa.string()),
+                _f("source_schema", pa.string(), False),  # amazon2018 | amazon2023
+                _f("source_file", pa.string(), False),
+                _f("source_line", pa.int64(), False),
+                _f("ingested_at", UTC_TS, False),
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)
+
+BRONZE_PRODUCTS = register(
+    TableSpec(
+        layer="bronze",
+        name="products",
+        keys=("product_id",),
+        description="Product text from relevance sources; descriptions raw and cleaned of HTML.",
+        schema=pa.schema(
+            [
+                _f("product_id", pa.string(), False),  # ESCI product_id; CrowdFlower: a content hash
+                _f("title", pa.string(), False),
+                _f("description_raw", pa.string()),
+                _f("description", pa.string()),  # HTML removed, whitespace folded
+                _f("bullets", pa.string()),
+                _f("brand", pa.string()),
+                _f("color", pa.string()),
+                _f("locale", pa.string()),
+                _f("source", pa.string(), False),  # crowdflower | esci
+                _f("source_file", pa.string(), False),
+                _f("ingested_at", UTC_TS, False),
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)
+
+BRONZE_JUDGMENTS = register(
+    TableSpec(
+        layer="bronze",
+        name="judgments",
+        keys=("judgment_id",),
+        description="Human relevance judgments of (query, product) with the raw label and a gain in [0, 1].",
+        schema=pa.schema(
+            [
+                _f("judgment_id", pa.string(), False),  # source:native id
+                _f("query_id", pa.string(), False),
+                _f("query", pa.string(), False),
+                _f("product_id", pa.string(), False),
+                _f("label", pa.string(), False),  # CrowdFlower 1-4, ESCI E/S/C/I
+                _f("gain", pa.float64(), False),
+                _f("label_variance", pa.float64()),
+                _f("split", pa.string()),
+                _f("source", pa.string(), False),
+                _f("source_file", pa.string(), False),
+                _f("source_line", pa.int64()),
+                _f("ingested_at", UTC_TS, False),
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)
+
+BRONZE_QUARANTINE = register(
+    TableSpec(
+        layer="bronze",
+        name="quarantine",
+        keys=("quarantine_id",),
+        description="Every rejected input record: where it came from, its raw text and why.",
+        schema=pa.schema(
+            [
+                _f("quarantine_id", pa.string(), False),  # hash of (file name, line, raw bytes)
+                _f("source", pa.string(), False),  # reviews | crowdflower | esci
+                _f("source_file", pa.string(), False),
+                _f("source_line", pa.int64()),
+                _f("raw", pa.string()),  # at most ingest.raw_max_chars characters
+                _f("raw_truncated", pa.bool_(), False),
+                _f("reason", pa.string(), False),
+                _f("ingested_at", UTC_TS, False),
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)

@@ -1,0 +1,191 @@
+"""Ingestion on real Spark, real Delta tables and the real sample files."""
+
+import gzip
+import json
+
+import pytest
+
+from jobs.ingest.job import ingest_relevance, ingest_reviews
+from jobs.ingest.sources import IngestError, Unit, iter_jsonl, plan_jsonl_units
+from jobs.lake.sql import run_sql
+from tests.conftest import BEAUTY, CROWDFLOWER, ESCI_CSV, ESCI_PARQUET, ESCI_VESPA, make_lake
+
+DS = "2024-03-01"
+
+
+def counts(lake):
+    return {t: lake.count(t) for t in ("bronze.reviews", "bronze.products", "bronze.judgments", "bronze.quarantine")}
+
+
+def test_beauty_sample_reviews(lake):
+    report = ingest_reviews(lake, [str(BEAUTY)], DS, category="All Beauty")
+    assert report.duplicates == 1027 and report.quarantined == 0
+    assert report.written["bronze.reviews"] == 4242
+    assert "1027 duplicates" in report.line() and "4242 new" in report.line()
+    df = lake.read_pandas("bronze.reviews")
+    assert (len(df), df.user_id.nunique(), df.product_id.nunique()) == (4242, 991, 85)
+    # different reviews sharing user, product and time stay distinct
+    groups = df.groupby(["user_id", "product_id", "review_time"]).size()
+    assert (groups > 1).sum() == 34
+    assert set(df.category) == {"All Beauty"} and set(df.source_schema) == {"amazon2018"}
+    assert df.rating.between(1, 5).all() and (df.ds == DS).all()
+    # the three readers agree
+    assert lake.read("bronze.reviews").count() == 4242
+    assert run_sql(lake, "select count(*) as n from bronze.reviews").n[0] == 4242
+
+
+def test_reingest_same_or_other_date_changes_nothing(lake):
+    ingest_reviews(lake, [str(BEAUTY)], DS)
+    ingest_relevance(lake, [str(CROWDFLOWER)], "crowdflower", DS)
+    before = counts(lake)
+    versions = {t: lake.delta_table(t).version() for t in ("bronze.reviews", "bronze.products", "bronze.judgments")}
+    again = ingest_reviews(lake, [str(BEAUTY)], "2024-03-02")
+    assert again.written["bronze.reviews"] == 0
+    ingest_relevance(lake, [str(CROWDFLOWER)], "crowdflower", DS)
+    assert counts(lake) == before
+    assert {t: lake.delta_table(t).version() for t in versions} == versions
+
+
+def test_crowdflower(lake):
+    report = ingest_relevance(lake, [str(CROWDFLOWER)], "crowdflower", DS)
+    j = lake.read_pandas("bronze.judgments")
+    assert (len(j), j.query_id.nunique(), j["query"].nunique()) == (6269, 163, 163)
+    assert report.quarantined == 0
+    assert sorted(j.gain.round(4).unique()) == [0.0, 0.3333, 0.6667, 1.0]
+    p = lake.read_pandas("bronze.products")
+    assert set(j.product_id) <= set(p.product_id)
+    html = p[p.description_raw.fillna("").str.contains("<[a-zA-Z/][^>]*>", regex=True)]
+    assert len(html) > 0 and not html.description.fillna("").str.contains("<[a-zA-Z/][^>]*>", regex=True).any()
+
+
+def test_esci_csv_parquet_and_vespa(lake):
+    ingest_relevance(lake, [str(ESCI_CSV), str(ESCI_PARQUET), str(ESCI_VESPA)], "esci", DS)
+    j = lake.read_pandas("bronze.judgments")
+    assert len(j) == 485 + 16
+    fixture = j[j.source_file.str.endswith(".parquet")]
+    assert fixture.label.value_counts().to_dict() == {"I": 7, "S": 6, "E": 3}
+    assert set(fixture.gain) == {1.0, 0.1, 0.0}
+    p = lake.read_pandas("bronze.products").set_index("product_id")
+    assert set(fixture.product_id) <= set(p.index)  # titles came from the Vespa feed
+    assert not p.description.dropna().str.contains("<br>").any()
+
+
+def write_lines(path, lines, gz=False):
+    data = b"\n".join(line if isinstance(line, bytes) else line.encode() for line in lines) + b"\n"
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return str(path)
+
+
+GOOD_2023 = {"rating": 4, "title": "ok", "text": "fine", "asin": "P1", "parent_asin": "P0", "user_id": "U1",
+             "timestamp": 1588687728923, "helpful_vote": 0, "verified_purchase": True, "images": []}
+
+
+def test_bad_records_are_quarantined_and_good_ones_kept(tmp_path, spark):
+    lake = make_lake(tmp_path / "lake", spark, ingest__raw_max_chars="200")
+    huge = json.dumps(dict(GOOD_2023, user_id=None, text="x" * 100_000))
+    lines = [
+        json.dumps(GOOD_2023),  # 1 ok
+        "{not json",  # 2
+        "[1, 2, 3]",  # 3
+        b'{"user_id": "U\xff", "asin": "P", "rating": 5, "text": "t"}',  # 4
+        json.dumps(dict(GOOD_2023, user_id=None)),  # 5
+        json.dumps(dict(GOOD_2023, asin="")),  # 6
+        json.dumps(dict(GOOD_2023, rating=7)),  # 7
+        json.dumps(dict(GOOD_2023, rating="five")),  # 8
+        json.dumps(dict(GOOD_2023, title="", text=None)),  # 9
+        "",  # 10: blank lines are skipped, not quarantined
+        huge,  # 11
+        json.dumps(dict(GOOD_2023, user_id="U2")),  # 12 ok
+    ]
+    f = write_lines(tmp_path / "reviews_2023.jsonl.gz", lines, gz=True)
+    report = ingest_reviews(lake, [f], DS)
+    assert report.written["bronze.reviews"] == 2 and report.quarantined == 9
+    q = lake.read_pandas("bronze.quarantine").set_index("source_line").sort_index()
+    assert list(q.index) == [2, 3, 4, 5, 6, 7, 8, 9, 11]
+    expect = {2: "invalid JSON", 3: "not a JSON object", 4: "invalid UTF-8", 5: "missing user id", 6: "missing product id",
+              7: "outside 1-5", 8: "not a number", 9: "neither review text nor title", 11: "missing user id"}
+    for line, reason in expect.items():
+        assert reason in q.loc[line, "reason"], (line, q.loc[line, "reason"])
+    assert q.loc[4, "raw"].startswith('{"user_id": "U\\xff"')  # bad byte kept visible
+    assert len(q.loc[11, "raw"]) == 200 and q.loc[11, "raw_truncated"]
+    assert (q.source_file == f).all() and (q.source == "reviews").all()
+    r = lake.read_pandas("bronze.reviews")
+    assert sorted(r.user_id) == ["U1", "U2"] and set(r.source_schema) == {"amazon2023"}
+    # quarantine is idempotent too
+    ingest_reviews(lake, [f], "2024-03-09")
+    assert lake.count("bronze.quarantine") == 9 and lake.count("bronze.reviews") == 2
+
+
+def test_bad_relevance_rows_are_quarantined(tmp_path, lake):
+    f = tmp_path / "cf.csv"
+    f.write_text(
+        "id,query,product_title,product_description,median_relevance,relevance_variance\n"
+        '1,shoes,Red shoe,"multi\nline <b>desc</b>",4,0\n'
+        "2,shoes,Blue shoe,,7,0\n"
+        "3,,Green shoe,,3,0\n"
+        "4,shoes,Extra,field,2,0,oops\n"
+        "5,shoes,Boot,,1,0.5\n"
+    )
+    report = ingest_relevance(lake, [str(f)], "crowdflower", DS)
+    assert report.written["bronze.judgments"] == 2 and report.quarantined == 3
+    q = lake.read_pandas("bronze.quarantine").set_index("source_line")
+    assert q.loc[4, "reason"].startswith("median_relevance") and q.loc[5, "reason"] == "missing query"
+    assert q.loc[6, "reason"] == "wrong number of CSV fields"  # line numbers count the multi-line field
+    assert lake.read_pandas("bronze.products").set_index("title").loc["Red shoe", "description"] == "multi\nline desc"
+
+
+def test_split_units_keep_exact_line_numbers(tmp_path):
+    lines = [json.dumps(dict(GOOD_2023, user_id=f"U{i}")) for i in range(500)]
+    f = write_lines(tmp_path / "big.jsonl", lines)
+    units = plan_jsonl_units(tmp_path / "big.jsonl", split_bytes=4096)
+    assert len(units) > 5
+    got = [(n, raw) for u in units for n, raw in iter_jsonl(Unit(**u.to_dict()))]
+    assert [n for n, _ in got] == list(range(1, 501))
+    assert [json.loads(raw)["user_id"] for _, raw in got] == [f"U{i}" for i in range(500)]
+
+
+def test_split_file_ingests_like_whole(tmp_path, spark):
+    lines = [json.dumps(dict(GOOD_2023, user_id=f"U{i}")) for i in range(300)] + ["{bad"]
+    f = write_lines(tmp_path / "r.jsonl", lines)
+    lake = make_lake(tmp_path / "lake", spark, ingest__split_bytes="2048")
+    report = ingest_reviews(lake, [f], DS)
+    assert report.written["bronze.reviews"] == 300
+    assert lake.read_pandas("bronze.quarantine").source_line.tolist() == [301]
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda p: str(p / "missing.jsonl"), "no such file"),
+        (lambda p: str(p), "not a regular file"),
+        (lambda p: write_lines(p / "x.csv", ["a,b,c", "1,2,3"]), "no JSON object"),
+        (lambda p: str(ESCI_PARQUET), "is a Parquet file"),
+    ],
+)
+def test_unreadable_or_unknown_inputs_fail_without_commit(tmp_path, lake, make, match):
+    good = str(BEAUTY)
+    with pytest.raises(IngestError, match=match):
+        ingest_reviews(lake, [good, make(tmp_path)], DS)
+    assert not lake.exists("bronze.reviews")
+
+
+def test_truncated_gzip_fails_without_commit(tmp_path, lake):
+    ingest_reviews(lake, [str(BEAUTY)], DS)
+    v = lake.delta_table("bronze.reviews").version()
+    data = gzip.compress("\n".join(json.dumps(dict(GOOD_2023, user_id=f"N{i}")) for i in range(20000)).encode())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IngestError, match="nothing was committed"):
+        ingest_reviews(lake, [str(cut)], DS)
+    assert lake.delta_table("bronze.reviews").version() == v and lake.count("bronze.reviews") == 4242
+    assert not lake.exists("bronze.quarantine")
+
+
+def test_relevance_format_errors(tmp_path, lake):
+    with pytest.raises(IngestError, match="unknown relevance format"):
+        ingest_relevance(lake, [str(CROWDFLOWER)], "msmarco", DS)
+    with pytest.raises(IngestError, match="not a crowdflower CSV"):
+        ingest_relevance(lake, [str(ESCI_CSV)], "crowdflower", DS)
+    with pytest.raises(IngestError, match="only --format esci reads Parquet"):
+        ingest_relevance(lake, [str(ESCI_PARQUET)], "crowdflower", DS)
+    assert not lake.exists("bronze.judgments")

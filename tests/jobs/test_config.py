@@ -1,0 +1,88 @@
+from pathlib import Path
+
+import pytest
+
+from jobs.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_configs_load():
+    local = load_config(REPO / "conf" / "local.yaml", environ={})
+    assert local.spark.master == "local[*]"
+    assert local.lake.engine == "auto"
+    assert local.lake_root == str((Path.cwd() / "lake").resolve())
+    cluster = load_config(REPO / "conf" / "cluster.example.yaml", environ={})
+    assert cluster.spark.master == "yarn"
+    assert cluster.lake.engine == "spark-delta"
+    assert cluster.lake_root.startswith("s3a://")
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("spark:\n  mastr: local[1]\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(f, environ={})
+    assert "spark.mastr" in str(err.value) and str(f) in str(err.value)
+
+
+def test_unknown_section_is_an_error(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("lakes:\n  root: x\n")
+    with pytest.raises(ConfigError, match="unknown key 'lakes'"):
+        load_config(f, environ={})
+
+
+def test_wrong_type_names_key_and_file(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("spark:\n  shuffle_partitions: many\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(f, environ={})
+    assert "spark.shuffle_partitions" in str(err.value) and str(f) in str(err.value)
+
+
+def test_bad_enum_value(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("lake:\n  engine: iceberg\n")
+    with pytest.raises(ConfigError, match="lake.engine"):
+        load_config(f, environ={})
+
+
+def test_not_a_mapping_and_not_yaml(tmp_path):
+    f = tmp_path / "list.yaml"
+    f.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(f, environ={})
+    g = tmp_path / "broken.yaml"
+    g.write_text("spark: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(g, environ={})
+
+
+def test_missing_explicit_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml", environ={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(None, environ={"PRECIS_CONFIG": str(tmp_path / "nope.yaml")})
+
+
+def test_precedence_file_then_env_then_flag(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("lake:\n  root: /from/file\nspark:\n  shuffle_partitions: 3\n  master: local[1]\n")
+    assert load_config(f, environ={}).lake.root == "/from/file"
+    env = {"PRECIS__LAKE__ROOT": "/from/env", "PRECIS__SPARK__SHUFFLE_PARTITIONS": "5", "PRECIS__SPARK__MASTER": "local[2]"}
+    cfg = load_config(f, environ=env)
+    assert cfg.lake.root == "/from/env"
+    assert cfg.spark.shuffle_partitions == 5  # parsed, not a string
+    assert cfg.spark.master == "local[2]"  # kept as typed, not a YAML list
+    assert load_config(f, lake="/from/flag", environ=env).lake.root == "/from/flag"
+    # $PRECIS_CONFIG picks the file when --config is absent
+    assert load_config(None, environ={"PRECIS_CONFIG": str(f)}).lake.root == "/from/file"
+
+
+def test_bad_env_override_is_reported():
+    with pytest.raises(ConfigError) as err:
+        load_config(None, environ={"PRECIS__SPARK__SHUFFLE_PARTITIONS": "lots"})
+    assert "spark.shuffle_partitions" in str(err.value) and "environment" in str(err.value)
+    with pytest.raises(ConfigError, match="unknown key 'spark.colour'"):
+        load_config(None, environ={"PRECIS__SPARK__COLOUR": "red"})
