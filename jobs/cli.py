@@ -168,11 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.verbose)
     from generator.models import ModelNotFound
     from jobs.ingest.sources import IngestError
+    from jobs.lake import LakeError
 
     try:
         cfg = load_config(args.config, lake=args.lake)
         return COMMANDS[args.command](cfg, args)
-    except (ConfigError, IngestError, ModelNotFound, FileNotFoundError) as exc:
+    except (ConfigError, IngestError, LakeError, ModelNotFound, FileNotFoundError) as exc:
         print(f"precis: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

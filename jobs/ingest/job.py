@@ -137,7 +137,7 @@ def _provenance(ctx: Context, path: str, line: int | None) -> dict[str, Any]:
 def _review_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
     for line, raw in iter_jsonl(unit):
         try:
-            row = rec.parse_review(rec.parse_json_object(rec.decode_utf8(raw)))
+            row = rec.parse_review(rec.parse_json_record(raw))
         except rec.Rejected as exc:
             yield _quarantine(ctx, unit.path, line, raw, str(exc))
             continue
@@ -183,7 +183,7 @@ def _parquet_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
 def _vespa_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
     for line, raw in iter_jsonl(unit):
         try:
-            product = rec.parse_vespa_product(rec.parse_json_object(rec.decode_utf8(raw)))
+            product = rec.parse_vespa_product(rec.parse_json_record(raw))
         except rec.Rejected as exc:
             yield _quarantine(ctx, unit.path, line, raw, str(exc))
             continue
@@ -316,7 +316,7 @@ def run_ingest(lake: Lake, units: list[Unit], ctx: Context, files: list[str]) ->
             finally:
                 rows.unpersist()
             log.info("%s", result)
-            report.written[spec.qualified_name] = result.rows_written if result.committed else 0
+            report.written[spec.qualified_name] = (result.rows_written if result.committed else 0) or 0
     finally:
         parsed.unpersist()
     report.seconds = time.time() - t0

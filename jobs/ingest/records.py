@@ -14,6 +14,8 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+import orjson
+
 
 class Rejected(ValueError):
     """A record that fails parsing or validation; the message is the quarantine reason."""
@@ -41,9 +43,25 @@ def parse_json_object(text: str) -> dict[str, Any]:
     return obj
 
 
+def parse_json_record(raw: bytes) -> dict[str, Any]:
+    """Raw line -> JSON object. orjson on the fast path; on failure the standard library re-parses
+    to give a precise reason (or accepts what orjson refuses, such as NaN)."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return parse_json_object(decode_utf8(raw))
+    if not isinstance(obj, dict):
+        raise Rejected(f"not a JSON object (got {type(obj).__name__})")
+    return obj
+
+
 def canonical_json(obj: Any) -> str:
-    """Key order and whitespace do not change a record's identity."""
-    return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """Key order and whitespace do not change a record's identity: sorted keys, compact, UTF-8
+    (byte-identical to json.dumps(sort_keys=True, ensure_ascii=False, separators=(",", ":")))."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS).decode("utf-8")
+    except (TypeError, orjson.JSONEncodeError):  # integers beyond 64 bits, NaN
+        return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 # ---------------------------------------------------------------- text cleaning

@@ -39,20 +39,26 @@ _HASH_COL = "__precis_content_hash"
 _FILE_COL = "__precis_file"
 
 
+class LakeError(RuntimeError):
+    """A lake that cannot be used as configured; the message says what to change."""
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """What one write did, for logs and tests."""
 
     table: str
-    rows_written: int
-    files_added: int
-    files_removed: int
+    rows_written: int | None  # None where the engine does not report it (delta-spark)
+    files_added: int | None
+    files_removed: int | None
     version: int | None
     committed: bool
 
     def __str__(self) -> str:
         if not self.committed:
             return f"{self.table}: nothing to commit"
+        if self.rows_written is None:
+            return f"{self.table}: committed version {self.version}"
         return (
             f"{self.table}: {self.rows_written} rows in {self.files_added} files "
             f"({self.files_removed} files replaced), version {self.version}"
@@ -88,11 +94,17 @@ class Lake:
     @property
     def engine(self) -> "_Engine":
         if self._engine is None:
+            from jobs.spark import delta_jars_available
+
             choice = self.cfg.lake.engine
             if choice == "auto":
-                from jobs.spark import delta_jars_available
-
                 choice = "spark-delta" if delta_jars_available(self.spark) else "deltalake"
+            elif choice == "spark-delta" and not delta_jars_available(self.spark):
+                raise LakeError(
+                    "lake.engine is 'spark-delta' but Spark has no Delta jars on its classpath: add "
+                    "io.delta:delta-spark_2.13 to spark.conf['spark.jars.packages'] (or the cluster image), "
+                    "or set lake.engine to 'deltalake' or 'auto'"
+                )
             self._engine = SparkDeltaEngine(self) if choice == "spark-delta" else DeltaRsEngine(self)
             log.info("lake engine: %s at %s", choice, self.root)
         return self._engine
@@ -387,7 +399,7 @@ class SparkDeltaEngine(_Engine):
             .option("replaceWhere", f"ds = '{ds}'")
             .save(self.lake.path(spec))
         )
-        return WriteResult(spec.qualified_name, -1, -1, -1, self._version(spec), True)
+        return WriteResult(spec.qualified_name, None, None, None, self._version(spec), True)
 
     def append(self, spec: TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:
         self._ensure(spec)
@@ -399,7 +411,7 @@ class SparkDeltaEngine(_Engine):
             .option("txnVersion", version)
             .save(self.lake.path(spec))
         )
-        return WriteResult(spec.qualified_name, -1, -1, -1, self._version(spec), True)
+        return WriteResult(spec.qualified_name, None, None, None, self._version(spec), True)
 
     def merge(self, spec: TableSpec, df: "DataFrame", when_matched: str) -> WriteResult:
         from delta.tables import DeltaTable
@@ -412,4 +424,4 @@ class SparkDeltaEngine(_Engine):
             differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in spec.content_columns)
             builder = builder.whenMatchedUpdateAll(condition=differs)
         builder.whenNotMatchedInsertAll().execute()
-        return WriteResult(spec.qualified_name, -1, -1, -1, self._version(spec), True)
+        return WriteResult(spec.qualified_name, None, None, None, self._version(spec), True)

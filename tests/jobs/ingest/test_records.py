@@ -139,3 +139,17 @@ def test_esci_labels_and_vespa_products():
     assert (p["product_id"], p["description"], p["brand"]) == ("B2", "a\nb", "Z")
     with pytest.raises(rec.Rejected, match="fields"):
         rec.parse_vespa_product({"put": "x"})
+
+
+def test_fast_and_standard_json_paths_agree():
+    raw = json.dumps(R2018).encode()
+    assert rec.parse_json_record(raw) == json.loads(raw)
+    canon = rec.canonical_json({"b": 1, "a": "é", "c": [1.5, None]})
+    assert canon == json.dumps({"b": 1, "a": "é", "c": [1.5, None]}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert rec.canonical_json({"big": 2**70}) == '{"big":1180591620717411303424}'  # beyond orjson, same form
+    with pytest.raises(rec.Rejected, match="invalid UTF-8 at byte 3"):
+        rec.parse_json_record(b'{"a\xff":1}')
+    with pytest.raises(rec.Rejected, match="invalid JSON"):
+        rec.parse_json_record(b'{"overall": 5,')
+    with pytest.raises(rec.Rejected, match="not a JSON object"):
+        rec.parse_json_record(b'"just a string"')

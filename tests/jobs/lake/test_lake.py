@@ -119,3 +119,13 @@ def test_reader_during_writes_never_sees_a_partial_commit(lake, spark):
     assert len(seen) >= 5
     assert all(rows in sizes for rows, _ in seen), seen
     assert all(writes == 1 for _, writes in seen), "a reader saw rows of two commits at once"
+
+
+def test_engine_auto_picks_deltalake_without_jars_and_spark_delta_says_what_to_do(tmp_path, spark):
+    from jobs.lake import LakeError
+    from jobs.lake.lake import DeltaRsEngine
+    from tests.conftest import make_lake
+
+    assert isinstance(make_lake(tmp_path / "a", spark, lake__engine="auto").engine, DeltaRsEngine)
+    with pytest.raises(LakeError, match="no Delta jars.*spark.jars.packages"):
+        make_lake(tmp_path / "b", spark, lake__engine="spark-delta").engine

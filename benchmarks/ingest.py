@@ -1,0 +1,91 @@
+"""Ingestion throughput: the Beauty sample repeated to about one million reviews, ingested on
+Spark local[1] and local[2] into fresh lakes; prints reviews per second and the ratio.
+
+    .venv/bin/python benchmarks/ingest.py [--repeat 190] [--gzip]
+
+The input is written once as plain JSON lines (split into line-aligned ~32 MiB tasks) or, with
+--gzip, as one .gz file (one task: gzip is not splittable). Each master runs in its own process
+because a JVM's Spark master is fixed once started; the time measured is the ingest call alone
+(JVM start-up excluded and printed separately). Nearly every record is a duplicate of another, so
+the work measured is reading, parsing, validating, hashing and de-duplicating, not writing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BEAUTY = REPO / "data" / "samples" / "reviews" / "amazon2018_all_beauty_5core.jsonl.gz"
+
+
+def make_input(folder: Path, repeat: int, gz: bool) -> tuple[Path, int]:
+    lines = gzip.decompress(BEAUTY.read_bytes()).rstrip(b"\n") + b"\n"
+    n = lines.count(b"\n") * repeat
+    path = folder / ("beauty_x%d.jsonl%s" % (repeat, ".gz" if gz else ""))
+    opener = gzip.open if gz else open
+    with opener(path, "wb") as fh:
+        for _ in range(repeat):
+            fh.write(lines)
+    return path, n
+
+
+def worker(master: str, lake: str, file: str) -> None:
+    os.environ["PRECIS__SPARK__MASTER"] = master
+    t0 = time.time()
+    from jobs.config import load_config
+    from jobs.ingest.job import ingest_reviews
+    from jobs.lake import Lake
+
+    lake_obj = Lake(load_config(None, lake=lake))
+    lake_obj.spark.range(1).count()  # start the JVM and a Python worker outside the timing
+    started = time.time() - t0
+    t1 = time.time()
+    report = ingest_reviews(lake_obj, [file], "2024-01-01")
+    seconds = time.time() - t1
+    print(json.dumps({"master": master, "seconds": seconds, "startup": started, "line": report.line(),
+                      "records": report.records.get("review", 0) + report.quarantined}))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=190, help="copies of the 5,269-line file (190: ~1.0M)")
+    ap.add_argument("--gzip", action="store_true", help="one gzip file instead of plain JSON lines")
+    ap.add_argument("--masters", default="local[1],local[2]")
+    ap.add_argument("--worker", nargs=3, metavar=("MASTER", "LAKE", "FILE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        worker(*args.worker)
+        return
+    with tempfile.TemporaryDirectory(prefix="precis-bench-") as tmp:
+        path, n = make_input(Path(tmp), args.repeat, args.gzip)
+        print(f"input: {path.name}, {n:,} review lines, {path.stat().st_size / 1e6:.0f} MB, cpus={os.cpu_count()}")
+        results = {}
+        for master in args.masters.split(","):
+            lake = Path(tmp) / f"lake-{master.strip('local[]')}"
+            out = subprocess.run(
+                [sys.executable, __file__, "--worker", master, str(lake), str(path)],
+                capture_output=True, text=True, cwd=REPO,
+            )
+            if out.returncode != 0:
+                sys.exit(f"{master} failed:\n{out.stderr[-3000:]}")
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            results[master] = res
+            rate = res["records"] / res["seconds"]
+            print(f"{master:>9}: {res['seconds']:7.1f} s  {rate:10,.0f} reviews/s  (JVM start {res['startup']:.1f} s)")
+            print(f"           {res['line']}")
+        masters = list(results)
+        if len(masters) == 2:
+            a, b = (results[m]["seconds"] for m in masters)
+            print(f"speed-up {masters[1]} / {masters[0]}: {a / b:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

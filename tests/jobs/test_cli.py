@@ -1,0 +1,56 @@
+"""The `precis` command line: in-process for jobs that need Spark (sharing the test session),
+as a real subprocess for what a user types that needs no JVM."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.cli import main
+from tests.conftest import BEAUTY, CROWDFLOWER, REPO
+
+PRECIS = str(Path(sys.executable).with_name("precis"))
+
+
+def run(*args, cwd=REPO):
+    return subprocess.run([PRECIS, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_help_lists_commands_and_precedence():
+    out = run("--help")
+    assert out.returncode == 0
+    for word in ("models", "ingest", "tables", "sql", "PRECIS__", "--lake"):
+        assert word in out.stdout
+    sub = run("ingest", "relevance", "--help")
+    assert sub.returncode == 0 and "crowdflower" in sub.stdout
+
+
+def test_errors_are_clear_and_nonzero(tmp_path):
+    missing = run("--lake", str(tmp_path / "lake"), "ingest", "reviews", str(tmp_path / "nope.jsonl"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
+    fmt = run("--lake", str(tmp_path / "lake"), "ingest", "relevance", str(CROWDFLOWER), "--format", "msmarco")
+    assert fmt.returncode == 2 and "invalid choice" in fmt.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("spark:\n  mastr: x\n")
+    conf = run("--config", str(bad), "tables")
+    assert conf.returncode == 2 and "unknown key 'spark.mastr'" in conf.stderr
+    date = run("ingest", "reviews", str(BEAUTY), "--date", "2024-13-01")
+    assert date.returncode == 2 and "YYYY-MM-DD" in date.stderr
+
+
+def test_ingest_tables_and_sql(tmp_path, spark, capsys):
+    lake = str(tmp_path / "lake")
+    assert main(["--lake", lake, "ingest", "reviews", str(BEAUTY), "--date", "2024-02-02", "--category", "All Beauty"]) == 0
+    assert "1027 duplicates" in capsys.readouterr().out
+    assert main(["--lake", lake, "tables"]) == 0
+    assert "bronze.reviews" in capsys.readouterr().out
+    # sql needs no Spark: a real subprocess, as an analyst would run it
+    out = run("--lake", lake, "sql", "select count(*) as n, count(distinct product_id) as p from bronze.reviews")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["n", "p", "4242", "85"]
+    q = tmp_path / "q.sql"
+    q.write_text("select category from bronze.reviews group by 1")
+    assert run("--lake", lake, "sql", "-f", str(q)).stdout.split() == ["category", "All", "Beauty"]
+    err = run("--lake", lake, "sql", "select * from bronze.nope")
+    assert err.returncode == 2 and "SQL error" in err.stderr
