@@ -24,6 +24,9 @@ EPILOG = textwrap.dedent(
       precis ingest relevance data/samples/relevance/crowdflower_dev.csv.gz --format crowdflower
       precis tables
       precis sql "select count(*) from bronze.reviews"
+      precis train ranker && precis train ranker --untrained
+      precis job description_delta && precis job evaluate_ranking
+      precis rerank "led christmas lights" PRODUCT_ID PRODUCT_ID ...
     """
 )
 
@@ -82,6 +85,22 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
 
     sub.add_parser("tables", help="list every table in the lake with its row count and version")
+
+    train = sub.add_parser("train", help="train a model; today: the cross-encoder ranker")
+    train.add_argument("task", choices=["ranker"], help="what to train")
+    train.add_argument("--untrained", action="store_true",
+                       help="export the same architecture with an untrained head (the evaluation baseline)")
+    train.add_argument("--max-steps", type=int, default=None, help="stop after N optimisation steps")
+
+    job = sub.add_parser("job", help="run one job of the daily pipeline")
+    job.add_argument("name", choices=sorted(JOBS), help="the job")
+    job.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
+
+    rr = sub.add_parser("rerank", help="online rerank of candidates on title + precomputed summary")
+    rr.add_argument("query")
+    rr.add_argument("product_ids", nargs="+", metavar="PRODUCT_ID")
+    lk = sub.add_parser("lookup", help="print what an online ranker reads for products")
+    lk.add_argument("product_ids", nargs="+", metavar="PRODUCT_ID")
 
     sql = sub.add_parser(
         "sql",
@@ -160,7 +179,97 @@ def cmd_sql(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "ingest": cmd_ingest, "tables": cmd_tables, "sql": cmd_sql}
+def cmd_train(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    import json
+
+    from jobs.lake import Lake
+    from jobs.ranking import train_ranker
+
+    folder = train_ranker(Lake(cfg), untrained=args.untrained, max_steps=args.max_steps)
+    manifest = json.loads((folder / "ranker.json").read_text())
+    print(f"ranker {manifest['version']} ({manifest['kind']}) -> {folder}")
+    print(f"  held-out: {manifest['metrics'].get('val')}")
+    print(f"  ONNX parity (max |onnx - torch|): {manifest['onnx_parity']}")
+    return 0
+
+
+def _job_description_delta(lake, ds: str) -> None:
+    from jobs.ranking import description_delta
+
+    print(description_delta(lake, ds).text())
+
+
+def _job_evaluate_ranking(lake, ds: str) -> None:
+    from jobs.ranking import evaluate_ranking, format_metrics
+
+    print(format_metrics(evaluate_ranking(lake, ds)))
+
+
+JOBS = {"description_delta": _job_description_delta, "evaluate_ranking": _job_evaluate_ranking}
+
+
+def cmd_job(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from jobs.lake import Lake
+
+    JOBS[args.name](Lake(cfg), args.date or _today())
+    return 0
+
+
+def _reranker(cfg: PrecisConfig, product_ids: list[str]):
+    from jobs.lake import Lake
+    from jobs.ranking import ranker_folder
+    from jobs.serving import product_views
+    from ranker.rerank import Reranker
+    from ranker.scorer import OnnxScorer
+
+    lake = Lake(cfg)
+    views = product_views(lake, product_ids)
+    s = cfg.ranker.scorer
+    scorer = OnnxScorer(ranker_folder(lake), s.model_file, s.batch_size, s.max_length, s.threads, s.provider)
+    return Reranker(scorer, views), views
+
+
+def cmd_rerank(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    reranker, views = _reranker(cfg, args.product_ids)
+    missing = [p for p in args.product_ids if p not in views]
+    if missing:
+        print(f"precis: error: unknown product ids: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    for rank, r in enumerate(reranker.rerank(args.query, args.product_ids), start=1):
+        text = "title + summary" if r.used_summary else "title"
+        print(f"{rank:3d}. {r.score:.4f}  {r.product_id}  [{text}]  {views[r.product_id].title[:80]}")
+    return 0
+
+
+def cmd_lookup(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from jobs.lake import Lake
+    from jobs.serving import product_views
+
+    views = product_views(Lake(cfg), args.product_ids)
+    status = 0
+    for pid in args.product_ids:
+        v = views.get(pid)
+        if v is None:
+            print(f"{pid}: not found", file=sys.stderr)
+            status = 2
+            continue
+        print(f"{pid}\n  title:   {v.title}\n  summary: {v.summary or '(none yet: ranked on the title alone)'}")
+        if v.summary_source:
+            print(f"  source:  {v.summary_source}")
+        print(f"  ranker reads: {v.text}")
+    return status
+
+
+COMMANDS = {
+    "models": cmd_models,
+    "ingest": cmd_ingest,
+    "tables": cmd_tables,
+    "sql": cmd_sql,
+    "train": cmd_train,
+    "job": cmd_job,
+    "rerank": cmd_rerank,
+    "lookup": cmd_lookup,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

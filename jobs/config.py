@@ -21,6 +21,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ranker.config import CrossEncoderTrainConfig, ScorerConfig
+
 ENV_PREFIX = "PRECIS__"
 DEFAULT_CONFIG = Path("conf/local.yaml")
 
@@ -96,11 +98,32 @@ class IngestConfig(_Section):
     )
 
 
+class RankerConfig(_Section):
+    train: CrossEncoderTrainConfig = Field(default_factory=CrossEncoderTrainConfig)
+    scorer: ScorerConfig = Field(default_factory=ScorerConfig)
+    artifacts_dir: str | None = Field(
+        default=None, description="Versioned ranker folders; default <lake.root>/_artifacts/ranker."
+    )
+    version: str | None = Field(default=None, description="Pin a ranker version (e.g. v0003); default the newest trained.")
+    tau: float = Field(
+        default=0.1, ge=0, le=1,
+        description="description_delta keeps pairs with |r(q, title + description) - r(q, title)| >= tau.",
+    )
+    head_min_judgments: int = Field(
+        default=40, ge=1, description="Queries with at least this many judgments are head queries, the rest tail."
+    )
+    eval_queries: Literal["heldout", "all"] = Field(
+        default="heldout",
+        description="evaluate_ranking scores the ranker's held-out queries (its training split) or all judged queries.",
+    )
+
+
 class PrecisConfig(_Section):
     lake: LakeConfig = Field(default_factory=LakeConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    ranker: RankerConfig = Field(default_factory=RankerConfig)
     source: str = Field(default="<defaults>", exclude=True, description="Where this config came from.")
 
     @property
@@ -109,6 +132,12 @@ class PrecisConfig(_Section):
         if "://" in root:
             return root.rstrip("/")
         return str(Path(root).expanduser().resolve())
+
+    @property
+    def ranker_dir(self) -> Path:
+        if self.ranker.artifacts_dir:
+            return Path(self.ranker.artifacts_dir).expanduser().resolve()
+        return Path(self.lake_root) / "_artifacts" / "ranker"
 
     @property
     def cache_dir(self) -> Path:

@@ -40,3 +40,29 @@ def make_lake(root: Path, spark, **env: str):
 @pytest.fixture
 def lake(tmp_path, spark):
     return make_lake(tmp_path / "lake", spark)
+
+
+@pytest.fixture(scope="session")
+def cf_subset(tmp_path_factory) -> Path:
+    """The first 400 CrowdFlower judgments (about 10 queries), as a CSV file: big enough to split
+    by query and rank, small enough to score in seconds."""
+    import pandas as pd
+
+    path = tmp_path_factory.mktemp("cf") / "crowdflower_400.csv"
+    pd.read_csv(CROWDFLOWER, dtype=str, keep_default_na=False).head(400).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ranked_lake(tmp_path_factory, spark, cf_subset):
+    """A lake with the CrowdFlower subset ingested, a trained ranker (3 steps: real training and
+    export, not a useful model) and an untrained-head ranker, both made by the real job code."""
+    from jobs.ingest.job import ingest_relevance
+    from jobs.ranking import train_ranker
+
+    root = tmp_path_factory.mktemp("ranked")
+    lake = make_lake(root / "lake", spark, ranker__train__batch_size="8")
+    ingest_relevance(lake, [str(cf_subset)], "crowdflower", "2024-05-01")
+    train_ranker(lake, max_steps=3)
+    train_ranker(lake, untrained=True)
+    return lake

@@ -4,8 +4,8 @@ Schemas are declared here, never inferred: Spark's `toArrow()` marks every colum
 readers in other engines (DuckDB, delta-rs) must agree with the writers. A table is addressed as
 `layer.name` and lives in the folder `<lake.root>/<layer>/<name>`.
 
-Tables of later stages (silver samples, gold features, eval) are registered by the modules that
-produce them, through `register()`, so their schema sits beside the code that fills it.
+Every table is declared here, so `precis tables`, `precis sql` and the quality gates see all of
+them whichever job ran; `register()` also serves tests that need a scratch table.
 """
 
 from __future__ import annotations
@@ -169,6 +169,80 @@ BRONZE_QUARANTINE = register(
                 _f("raw_truncated", pa.bool_(), False),
                 _f("reason", pa.string(), False),
                 _f("ingested_at", UTC_TS, False),
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)
+
+
+SILVER_RELSUM_PAIRS = register(
+    TableSpec(
+        layer="silver",
+        name="relsum_pairs",
+        keys=("judgment_id",),
+        description="Judged (query, product) pairs whose description moves the cross-encoder's score by >= tau.",
+        content_ignore=("ds", "scored_at"),
+        schema=pa.schema(
+            [
+                _f("judgment_id", pa.string(), False),
+                _f("query_id", pa.string(), False),
+                _f("query", pa.string(), False),
+                _f("product_id", pa.string(), False),
+                _f("title", pa.string(), False),
+                _f("description", pa.string(), False),
+                _f("gain", pa.float64(), False),  # the label ReLSum's reward compares against
+                _f("score_title", pa.float64(), False),  # r(q, title)
+                _f("score_desc", pa.float64(), False),  # r(q, title + description)
+                _f("delta", pa.float64(), False),  # score_desc - score_title
+                _f("ranker_version", pa.string(), False),
+                _f("scored_at", UTC_TS, False),
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)
+
+EVAL_RANKING_SCORES = register(
+    TableSpec(
+        layer="eval",
+        name="ranking_scores",
+        keys=("variant", "query_id", "product_id"),
+        description="Per-pair scores of every product-text variant, for the ranking metrics and PR curves.",
+        schema=pa.schema(
+            [
+                _f("variant", pa.string(), False),  # none | desc | bm25 | untrained | summary variants
+                _f("query_id", pa.string(), False),
+                _f("query", pa.string(), False),
+                _f("product_id", pa.string(), False),
+                _f("gain", pa.float64(), False),
+                _f("score", pa.float64(), False),
+                _f("scorer", pa.string(), False),  # ranker version, or bm25
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)
+
+EVAL_RANKING_METRICS = register(
+    TableSpec(
+        layer="eval",
+        name="ranking_metrics",
+        keys=("variant", "split", "metric"),
+        description="NDCG@5 and R@90P per product-text variant for all, head and tail queries.",
+        schema=pa.schema(
+            [
+                _f("variant", pa.string(), False),
+                _f("split", pa.string(), False),  # all | head | tail
+                _f("metric", pa.string(), False),  # ndcg@5 | r@90p
+                _f("value", pa.float64()),
+                _f("n_queries", pa.int64(), False),
+                _f("n_pairs", pa.int64(), False),
+                _f("queries", pa.string(), False),  # heldout | all
+                _f("scorer", pa.string(), False),
+                _f("ranker_version", pa.string()),
+                _f("model_id", pa.string()),  # generator of the summaries, for summary variants
+                _f("adapter_version", pa.string()),
                 _f("ds", pa.string(), False),
             ]
         ),

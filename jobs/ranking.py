@@ -1,0 +1,227 @@
+"""Jobs around the cross-encoder: train it, filter description-delta pairs, evaluate rankings."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jobs.lake import Lake
+from jobs.lake.tables import EVAL_RANKING_METRICS, EVAL_RANKING_SCORES, SILVER_RELSUM_PAIRS
+from jobs.scoring import product_text_col, score_udf
+from ranker import registry
+from ranker.metrics import Judged, ndcg_per_query, r_at_p
+
+log = logging.getLogger(__name__)
+
+TOP_GAIN = 1.0  # the top grade of both CrowdFlower (4) and ESCI (E): "relevant" for R@P
+
+
+def judged_pairs(lake: Lake):
+    """bronze.judgments joined with bronze.products, as a Spark DataFrame."""
+    j = lake.read("bronze.judgments")
+    p = lake.read("bronze.products").select("product_id", "title", "description")
+    return j.join(p, "product_id", "inner")
+
+
+# ---------------------------------------------------------------- precis train ranker
+def train_ranker(lake: Lake, untrained: bool = False, max_steps: int | None = None) -> Path:
+    from generator.models import resolve
+    from ranker.train import train_cross_encoder
+
+    cfg = lake.cfg
+    pairs = judged_pairs(lake).select("judgment_id", "query_id", "query", "product_id", "title", "description", "gain").toPandas()
+    if pairs.empty:
+        raise FileNotFoundError("bronze.judgments is empty; run `precis ingest relevance ...` first")
+    pairs = pairs.sort_values("judgment_id").reset_index(drop=True)
+    snapshot = {
+        "table": "bronze.judgments",
+        "delta_version": lake.delta_table("bronze.judgments").version(),
+        "rows": len(pairs),
+        "queries": int(pairs.query_id.nunique()),
+        "ids_sha256": hashlib.sha256("\n".join(pairs.judgment_id).encode()).hexdigest(),
+    }
+    train_cfg = cfg.ranker.train.model_copy()
+    if untrained:
+        train_cfg.max_steps = 0
+    elif max_steps is not None:
+        train_cfg.max_steps = max_steps
+    base = resolve(cfg.models.encoder, cfg.cache_dir)
+    return train_cross_encoder(pairs, base, cfg.ranker_dir, train_cfg, snapshot)
+
+
+def ranker_folder(lake: Lake, kind: str = "trained") -> Path:
+    version = lake.cfg.ranker.version if kind == "trained" else None
+    return registry.resolve(lake.cfg.ranker_dir, version, kind)
+
+
+# ---------------------------------------------------------------- description_delta
+@dataclass
+class DeltaReport:
+    scored: int
+    kept: int
+    tau: float
+    quantiles: dict[str, float]
+    histogram: list[tuple[str, int]]
+
+    def text(self) -> str:
+        q = ", ".join(f"{k}={v:+.3f}" for k, v in self.quantiles.items())
+        hist = "\n".join(f"  {label:>16} {n:6d} {'#' * max(1, n * 50 // max(1, self.scored)) if n else ''}" for label, n in self.histogram)
+        return (
+            f"description_delta: kept {self.kept} of {self.scored} pairs with |delta| >= {self.tau} "
+            f"({100 * self.kept / max(1, self.scored):.1f}%)\n  delta quantiles: {q}\n{hist}"
+        )
+
+
+def description_delta(lake: Lake, ds: str) -> DeltaReport:
+    """r(q, title) and r(q, title + description) for every judged pair with a description; pairs
+    whose description moves the score by at least tau go to silver.relsum_pairs."""
+    from pyspark.sql import functions as F
+
+    cfg = lake.cfg
+    folder = ranker_folder(lake)
+    score = score_udf(folder, cfg.ranker.scorer)
+    pairs = judged_pairs(lake).where(F.trim(F.coalesce(F.col("description"), F.lit(""))) != "")
+    scored = (
+        pairs.withColumn("score_title", score(F.col("query"), product_text_col(F.col("title"), F.lit(None))).cast("double"))
+        .withColumn("score_desc", score(F.col("query"), product_text_col(F.col("title"), F.col("description"))).cast("double"))
+        .withColumn("delta", F.col("score_desc") - F.col("score_title"))
+        .cache()
+    )
+    try:
+        tau = cfg.ranker.tau
+        probs = [0.05, 0.25, 0.5, 0.75, 0.95]
+        stats = scored.agg(
+            F.count("*").alias("n"),
+            F.sum((F.abs("delta") >= tau).cast("int")).alias("kept"),
+            F.percentile_approx("delta", probs, 10000).alias("q"),
+        ).first()
+        edges = [-1.0, -0.5, -0.25, -0.1, 0.0, 0.1, 0.25, 0.5, 1.0001]
+        bucket = F.lit(0)
+        for e in edges[1:-1]:
+            bucket = bucket + (F.col("delta") >= e).cast("int")
+        counts = {r["b"]: r["count"] for r in scored.groupBy(bucket.alias("b")).count().collect()}
+        histogram = [(f"[{edges[i]:+.2f}, {min(edges[i + 1], 1.0):+.2f})", counts.get(i, 0)) for i in range(len(edges) - 1)]
+        kept = scored.where(F.abs("delta") >= tau).select(
+            "judgment_id", "query_id", "query", "product_id", "title", "description", "gain",
+            "score_title", "score_desc", "delta",
+            F.lit(folder.name).alias("ranker_version"),
+            F.lit(datetime.now(timezone.utc)).alias("scored_at"),
+        )
+        result = lake.replace_partition(SILVER_RELSUM_PAIRS, kept, ds)
+        log.info("%s", result)
+    finally:
+        scored.unpersist()
+    n = int(stats["n"] or 0)
+    quantiles = {f"p{int(p * 100)}": float(v) for p, v in zip(probs, stats["q"] or [])}
+    return DeltaReport(n, int(stats["kept"] or 0), tau, quantiles, histogram)
+
+
+# ---------------------------------------------------------------- evaluate_ranking
+def _eval_queries(lake: Lake, trained: Path, all_queries: list[str]) -> tuple[list[str], str]:
+    if lake.cfg.ranker.eval_queries == "all":
+        return all_queries, "all"
+    held = registry.manifest(trained)["split"]["val_queries"]
+    return sorted(set(held) & set(all_queries)), "heldout"
+
+
+def metrics_rows(scores: pd.DataFrame, head_queries: set[str]) -> list[dict]:
+    """NDCG@5 and R@90P per variant for all, head and tail queries."""
+    out = []
+    for variant, vdf in scores.groupby("variant", sort=True):
+        for split, mask in (
+            ("all", np.ones(len(vdf), dtype=bool)),
+            ("head", vdf.query_id.isin(head_queries).to_numpy()),
+            ("tail", ~vdf.query_id.isin(head_queries).to_numpy()),
+        ):
+            sub = vdf[mask]
+            rows = [Judged(q, p, g, s) for q, p, g, s in zip(sub.query_id, sub.product_id, sub.gain, sub.score)]
+            per_query = ndcg_per_query(rows, 5)
+            values = {
+                "ndcg@5": float(np.mean(list(per_query.values()))) if per_query else None,
+                "r@90p": r_at_p(rows, 0.9, top_gain=TOP_GAIN) if rows else None,
+            }
+            for metric, value in values.items():
+                out.append({"variant": variant, "split": split, "metric": metric, "value": value,
+                            "n_queries": len(per_query), "n_pairs": len(rows), "scorer": sub.scorer.iloc[0] if len(sub) else ""})
+    return out
+
+
+def format_metrics(metrics: pd.DataFrame) -> str:
+    table = metrics.pivot_table(index="variant", columns=["metric", "split"], values="value", aggfunc="first")
+    table = table.reindex(columns=[(m, s) for m in ("ndcg@5", "r@90p") for s in ("all", "head", "tail")])
+    table.columns = [f"{m} {s}" for m, s in table.columns]
+    n = metrics[(metrics.metric == "ndcg@5")].pivot_table(index="variant", columns="split", values="n_queries", aggfunc="first")
+    return table.round(4).to_string() + f"\n(queries all/head/tail: {n['all'].iloc[0]}/{n['head'].iloc[0]}/{n['tail'].iloc[0]})"
+
+
+def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
+    """Score every judged pair of the evaluation queries under each product-text variant, write
+    per-pair scores to eval.ranking_scores and the metrics to eval.ranking_metrics.
+
+    Variants: `none` (title alone) and `desc` (title + description) with the trained ranker,
+    `untrained` (title + description, the same architecture with an untrained head) when one has
+    been exported, and `bm25` (Okapi BM25 on title + description). Summary tables add one variant
+    each once they exist (see the generation jobs)."""
+    from pyspark.sql import functions as F
+
+    from ranker.bm25 import bm25_scores
+
+    cfg = lake.cfg
+    spark = lake.spark
+    trained = ranker_folder(lake)
+    pairs = judged_pairs(lake)
+    counts = pairs.groupBy("query_id").count()
+    head = {r["query_id"] for r in counts.where(F.col("count") >= cfg.ranker.head_min_judgments).collect()}
+    all_queries = [r["query_id"] for r in counts.select("query_id").collect()]
+    queries, which = _eval_queries(lake, trained, all_queries)
+    if not queries:
+        raise FileNotFoundError("no evaluation queries: the ranker's held-out queries are not in bronze.judgments")
+    pairs = pairs.where(F.col("query_id").isin(queries)).select("query_id", "query", "product_id", "gain", "title", "description")
+    texts = {
+        "none": product_text_col(F.col("title"), F.lit(None)),
+        "desc": product_text_col(F.col("title"), F.col("description")),
+    }
+    scorers = [("none", trained, texts["none"]), ("desc", trained, texts["desc"])]
+    try:
+        scorers.append(("untrained", ranker_folder(lake, "untrained"), texts["desc"]))
+    except FileNotFoundError:
+        log.info("no untrained-head ranker exported (precis train ranker --untrained); skipping that variant")
+    frames = []
+    for variant, folder, text in scorers:
+        udf = score_udf(folder, cfg.ranker.scorer)
+        frames.append(
+            pairs.select("query_id", "query", "product_id", "gain",
+                         udf(F.col("query"), text).cast("double").alias("score"))
+            .withColumn("variant", F.lit(variant)).withColumn("scorer", F.lit(folder.name))
+        )
+    # BM25 needs corpus statistics over all candidate texts: computed on the driver from the
+    # (query, text) pairs, which are small next to what the cross-encoder reads.
+    local = pairs.select("query_id", "query", "product_id", "gain", texts["desc"].alias("text")).toPandas()
+    local["score"] = bm25_scores(list(local["query"]), list(local["text"]))
+    local["variant"], local["scorer"] = "bm25", "bm25"
+    bm25 = spark.createDataFrame(local.drop(columns=["text"]))
+    scores = frames[0]
+    for f in [*frames[1:], bm25]:
+        scores = scores.unionByName(f)
+    lake.replace_partition(EVAL_RANKING_SCORES, scores, ds)
+
+    scored = lake.read_pandas(EVAL_RANKING_SCORES)
+    scored = scored[scored.ds == ds]
+    rows = metrics_rows(scored, head)
+    metrics = pd.DataFrame(rows)
+    metrics["queries"] = which
+    metrics["ranker_version"] = trained.name
+    metrics["model_id"] = None
+    metrics["adapter_version"] = None
+    metrics["ds"] = ds
+    from jobs.lake.lake import spark_schema
+
+    sdf = spark.createDataFrame(metrics[EVAL_RANKING_METRICS.schema.names], spark_schema(EVAL_RANKING_METRICS.schema))
+    lake.replace_partition(EVAL_RANKING_METRICS, sdf, ds)
+    return metrics

@@ -1,0 +1,75 @@
+"""The ranking jobs on real Spark, real Delta tables and a really trained (tiny) cross-encoder."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jobs.cli import main
+from jobs.ranking import description_delta, evaluate_ranking, metrics_rows
+from ranker import registry
+
+DS = "2024-05-01"
+
+
+def test_description_delta_keeps_pairs_over_tau(ranked_lake):
+    lake = ranked_lake
+    lake.cfg.ranker.tau = 0.0
+    every = description_delta(lake, DS)
+    pairs = lake.read_pandas("silver.relsum_pairs")
+    judged = lake.read_pandas("bronze.judgments").merge(lake.read_pandas("bronze.products"), on="product_id")
+    with_desc = judged[judged.description.fillna("").str.strip() != ""]
+    assert every.scored == len(with_desc) == every.kept == len(pairs)
+    assert np.allclose(pairs.delta, pairs.score_desc - pairs.score_title)
+    assert set(pairs.ranker_version) == {"v0001"}
+    assert sum(n for _, n in every.histogram) == every.scored
+    assert "kept" in every.text() and "quantiles" in every.text()
+
+    lake.cfg.ranker.tau = float(np.quantile(np.abs(pairs.delta), 0.5))
+    try:
+        some = description_delta(lake, DS)
+    finally:
+        lake.cfg.ranker.tau = 0.1
+    kept = lake.read_pandas("silver.relsum_pairs")
+    assert 0 < some.kept == len(kept) < every.kept  # the re-run replaced the partition
+    assert (kept.delta.abs() >= some.tau - 1e-9).all()
+
+
+def test_evaluate_ranking_tables(ranked_lake):
+    lake = ranked_lake
+    metrics = evaluate_ranking(lake, DS)
+    table = lake.read_pandas("eval.ranking_metrics")
+    assert set(table.variant) == {"none", "desc", "untrained", "bm25"}
+    assert set(table.split) == {"all", "head", "tail"} and set(table.metric) == {"ndcg@5", "r@90p"}
+    assert len(table) == 4 * 3 * 2 and (table.queries == "heldout").all()
+    values = table.value.dropna()
+    assert ((values >= 0) & (values <= 1)).all()
+    # evaluated on the ranker's held-out queries only
+    scores = lake.read_pandas("eval.ranking_scores")
+    held = set(registry.manifest(lake.cfg.ranker_dir / "v0001")["split"]["val_queries"])
+    assert set(scores.query_id) == held
+    assert scores.groupby("variant").size().nunique() == 1  # every variant scored every pair
+    # the stored metrics are what ranker.metrics computes from the stored scores
+    again = pd.DataFrame(metrics_rows(scores, head_queries=set()))
+    stored_all = table[table.split == "all"].set_index(["variant", "metric"]).value
+    recomputed = again[again.split == "all"].set_index(["variant", "metric"]).value
+    assert np.allclose(stored_all.sort_index(), recomputed.sort_index())
+    # re-running the same date replaces, never duplicates
+    evaluate_ranking(lake, DS)
+    assert lake.count("eval.ranking_metrics") == 24 and lake.count("eval.ranking_scores") == len(scores)
+    assert len(metrics) == 24
+
+
+def test_rerank_and_lookup_commands(ranked_lake, capsys):
+    lake = ranked_lake
+    ids = list(lake.read_pandas("bronze.products").product_id[:3])
+    env = ["--lake", lake.root]
+    # the conftest lake points ranker.artifacts_dir at its own folder through lake.root
+    assert main([*env, "rerank", "led christmas lights", *ids]) == 0
+    out = [ln for ln in capsys.readouterr().out.splitlines() if ln.strip()]
+    assert len(out) == 3 and out[0].startswith("  1.")
+    scores = [float(line.split()[1]) for line in out]
+    assert scores == sorted(scores, reverse=True)
+    assert main([*env, "rerank", "q", ids[0], "nope"]) == 2
+    assert "unknown product ids: nope" in capsys.readouterr().err
+    assert main([*env, "lookup", ids[0]]) == 0
+    assert "ranker reads:" in capsys.readouterr().out

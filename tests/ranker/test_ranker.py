@@ -1,0 +1,106 @@
+"""The cross-encoder library: training output, ONNX export and parity, the fast scorer, BM25,
+online reranking. The models come from the session fixture `ranked_lake` (real training)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from ranker import registry
+from ranker.bm25 import bm25_scores
+from ranker.rerank import ProductView, Reranker
+from ranker.scorer import OnnxScorer, providers_for
+from ranker.texts import product_text, summary_like, variant_text
+from ranker.train import split_queries
+
+
+@pytest.fixture(scope="module")
+def versions(ranked_lake):
+    return registry.versions(ranked_lake.cfg.ranker_dir)
+
+
+def test_versions_and_manifest(versions):
+    assert [v.name for v in versions] == ["v0001", "v0002"]
+    trained, untrained = (registry.manifest(v) for v in versions)
+    assert (trained["kind"], untrained["kind"]) == ("trained", "untrained")
+    assert trained["train"]["steps"] == 3 and untrained["train"]["steps"] == 0
+    split = trained["split"]
+    assert split["val_queries"] and not set(split["val_queries"]) & set(split["train_queries"])
+    snap = trained["snapshot"]
+    assert snap["table"] == "bronze.judgments" and snap["rows"] == 400 and len(snap["ids_sha256"]) == 64
+    assert 0 <= trained["metrics"]["val"]["ndcg@5"] <= 1
+    for name in ("hf/config.json", "hf/tokenizer.json", "model.onnx", "model.opt.onnx", "model.int8.onnx"):
+        assert (versions[0] / name).exists(), name
+    assert registry.latest(versions[0].parent).name == "v0001"
+    assert registry.latest(versions[0].parent, "untrained").name == "v0002"
+    with pytest.raises(FileNotFoundError, match="v0009 not found"):
+        registry.resolve(versions[0].parent, "v0009")
+
+
+def test_onnx_parity_with_pytorch(versions):
+    parity = registry.manifest(versions[0])["onnx_parity"]
+    print("ONNX parity:", parity)
+    assert parity["model.onnx"] < 1e-4 and parity["model.opt.onnx"] < 1e-4
+    assert parity["model.int8.onnx"] < 0.05
+
+
+def test_split_is_by_query_and_seeded():
+    qs = [f"q{i}" for i in range(50)] * 3
+    a, b = split_queries(qs, 0.2, seed=1), split_queries(qs, 0.2, seed=1)
+    assert a == b and len(a.val_queries) == 10 and not set(a.val_queries) & set(a.train_queries)
+    assert split_queries(qs, 0.2, seed=2).val_queries != a.val_queries
+
+
+def test_scorer_is_padding_independent_and_keeps_order(versions):
+    scorer = OnnxScorer(versions[0], "model.onnx", batch_size=4)
+    queries = ["usb cable", "red shoes", "led lights", "usb cable", "projector"]
+    texts = ["Anker USB-C cable 2m | braided " * 5, "Nike shoe", "x", "cable", "ViewSonic Pro8200 DLP Projector | 1080p home theater"]
+    together = scorer.score(queries, texts)
+    alone = np.array([scorer.score([q], [t])[0] for q, t in zip(queries, texts)])
+    assert np.abs(together - alone).max() < 1e-5
+    assert ((together >= 0) & (together <= 1)).all()
+    assert scorer.score([], []).shape == (0,)
+    with pytest.raises(ValueError):
+        scorer.score(["a"], [])
+
+
+def test_cuda_provider_requires_onnxruntime_gpu_on_this_cpu_machine():
+    assert providers_for("cpu") == ["CPUExecutionProvider"]
+    assert providers_for("auto") == ["CPUExecutionProvider"]
+    with pytest.raises(RuntimeError, match="onnxruntime-gpu"):
+        providers_for("cuda")
+
+
+def test_missing_model_file_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="precis train ranker"):
+        OnnxScorer(tmp_path, "model.onnx")
+
+
+def test_texts():
+    assert product_text("Title", None) == "Title" and product_text("Title", "  ") == "Title"
+    assert product_text("Title", "desc") == "Title | desc"
+    assert summary_like("one two three four", 2) == "one two"
+    assert variant_text("title_desc", "T", None) is None
+    assert variant_text("title_summary", "T", "a b c d", summary_words=2) == "T | a b"
+    with pytest.raises(ValueError):
+        variant_text("bogus", "T", "d")
+
+
+def test_bm25_prefers_matching_text():
+    s = bm25_scores(["usb cable", "usb cable", "usb cable"], ["USB-C cable braided", "red shoe", "usb hub"])
+    assert s[0] > s[2] > s[1] == 0
+
+
+def test_reranker_uses_summary_when_present(versions):
+    scorer = OnnxScorer(versions[0])
+    products = {
+        "a": ProductView("a", "Projector"),
+        "b": ProductView("b", "Projector", summary="Full HD 1080p DLP projector for home theater"),
+    }
+    ranked = Reranker(scorer, products).rerank("1080p projector", ["a", "b"])
+    assert {r.product_id: r.used_summary for r in ranked} == {"a": False, "b": True}
+    assert ranked[0].score >= ranked[1].score
+    expected = scorer.score(["1080p projector"], ["Projector | Full HD 1080p DLP projector for home theater"])[0]
+    assert dict((r.product_id, r.score) for r in ranked)["b"] == pytest.approx(float(expected))
+    with pytest.raises(KeyError, match="zzz"):
+        Reranker(scorer, products).rerank("q", ["a", "zzz"])
