@@ -43,6 +43,7 @@ test: models
 
 bench: venv
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/ranker.py
 
 clean-lake:
 	rm -rf $(LAKE)

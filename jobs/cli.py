@@ -205,7 +205,35 @@ def _job_evaluate_ranking(lake, ds: str) -> None:
     print(format_metrics(evaluate_ranking(lake, ds)))
 
 
-JOBS = {"description_delta": _job_description_delta, "evaluate_ranking": _job_evaluate_ranking}
+def _job_filter_reviews(lake, ds: str) -> None:
+    from jobs.features import filter_reviews
+
+    counts = filter_reviews(lake, ds)
+    print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
+
+
+def _generation_job(name: str):
+    def run(lake, ds: str) -> None:
+        from jobs.features import generate
+
+        print(generate(lake, name, ds).line())
+
+    return run
+
+
+def _all_jobs() -> dict:
+    from jobs.features import ORDER
+
+    jobs = {
+        "filter_reviews": _job_filter_reviews,
+        "description_delta": _job_description_delta,
+        "evaluate_ranking": _job_evaluate_ranking,
+    }
+    jobs.update({f"generate_{name}": _generation_job(name) for name in ORDER})
+    return jobs
+
+
+JOBS = _all_jobs()
 
 
 def cmd_job(cfg: PrecisConfig, args: argparse.Namespace) -> int:

@@ -118,12 +118,44 @@ class RankerConfig(_Section):
     )
 
 
+class FilterConfig(_Section):
+    active_min_reviews: int = Field(default=3, ge=1, description="Active users have at least this many reviews.")
+    golden_min_reviews: int = Field(default=20, ge=1, description="Golden products have at least this many reviews.")
+    sample_min: int = Field(default=15, ge=1, description="Smallest review sample of a golden product.")
+    sample_max: int = Field(default=50, ge=1, description="Largest review sample of a golden product.")
+    seed: int = Field(default=7, description="Seeds the stratified review samples.")
+
+
+class GenerationConfig(_Section):
+    backend: Literal["transformers", "vllm"] = Field(default="transformers", description="transformers (CPU or one GPU) or vllm (GPUs).")
+    model: str | None = Field(default=None, description="Generator model; default models.generator.")
+    adapter: str | None = Field(default=None, description="A LoRA adapter folder to apply; none by default.")
+    adapter_version: str = Field(default="base", description="Recorded in every row; 'base' without an adapter.")
+    batch_size: int = Field(default=8, ge=1, description="Prompts per generate() call.")
+    threads: int = Field(default=1, ge=0, description="torch threads per Spark Python worker (0: torch decides).")
+    chunk_size: int = Field(default=32, ge=1, description="Rows generated and committed together; a killed run loses at most one chunk.")
+    max_attempts: int = Field(default=2, ge=1, description="Tries per row before it is recorded as a failure.")
+    relsum_max_tokens: int = Field(default=48, ge=8, description="Cap of a ReLSum summary, in tokens.")
+    relsum_max_products: int = Field(default=60, ge=1, description="Products summarised per run (cost bound).")
+    n_users: int = Field(default=4, ge=1, description="The N most active users who get personas, profiles and personal outputs.")
+    n_products: int = Field(default=5, ge=1, description="The N most reviewed golden products in (user, product) pairs.")
+    pairs: Literal["top_users_x_golden", "own_reviews"] = Field(
+        default="top_users_x_golden",
+        description="Which (user, product) pairs get persona summaries, ratings and rewrites: the N users x the "
+        "N golden products, or each of the N users' own reviewed products.",
+    )
+    item_reviews: int = Field(default=8, ge=1, description="Sampled reviews per product whose preferences build its profile.")
+    history_k: int = Field(default=3, ge=1, description="RPO: history items retrieved per rewrite.")
+
+
 class PrecisConfig(_Section):
     lake: LakeConfig = Field(default_factory=LakeConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
+    filter: FilterConfig = Field(default_factory=FilterConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
     source: str = Field(default="<defaults>", exclude=True, description="Where this config came from.")
 
     @property

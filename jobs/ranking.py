@@ -130,6 +130,23 @@ def _eval_queries(lake: Lake, trained: Path, all_queries: list[str]) -> tuple[li
     return sorted(set(held) & set(all_queries)), "heldout"
 
 
+def _summary_plans(lake: Lake, pairs, trained: Path) -> list[tuple]:
+    from pyspark.sql import functions as F
+
+    if not lake.exists("gold.product_summaries"):
+        return []
+    summaries = lake.read("gold.product_summaries")
+    combos = summaries.select("model_id", "adapter_version", "prompt_version").distinct().orderBy("model_id", "adapter_version", "prompt_version").collect()
+    plans = []
+    for c in combos:
+        name = f"summary:{c.adapter_version}" if len(combos) == 1 else f"summary:{c.model_id}:{c.adapter_version}:{c.prompt_version}"
+        s = summaries.where((F.col("model_id") == c.model_id) & (F.col("adapter_version") == c.adapter_version)
+                            & (F.col("prompt_version") == c.prompt_version)).select("product_id", "summary")
+        texted = pairs.join(s, "product_id", "left").withColumn("text", product_text_col(F.col("title"), F.col("summary")))
+        plans.append((name, trained, texted, c.model_id, c.adapter_version))
+    return plans
+
+
 def metrics_rows(scores: pd.DataFrame, head_queries: set[str]) -> list[dict]:
     """NDCG@5 and R@90P per variant for all, head and tail queries."""
     out = []
@@ -166,8 +183,9 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
 
     Variants: `none` (title alone) and `desc` (title + description) with the trained ranker,
     `untrained` (title + description, the same architecture with an untrained head) when one has
-    been exported, and `bm25` (Okapi BM25 on title + description). Summary tables add one variant
-    each once they exist (see the generation jobs)."""
+    been exported, `bm25` (Okapi BM25 on title + description), and `summary:<adapter>` for each
+    (model, adapter, prompt) in gold.product_summaries: title + summary, and the title alone for
+    a product without one, which is what an online ranker reads."""
     from pyspark.sql import functions as F
 
     from ranker.bm25 import bm25_scores
@@ -187,19 +205,22 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
         "none": product_text_col(F.col("title"), F.lit(None)),
         "desc": product_text_col(F.col("title"), F.col("description")),
     }
-    scorers = [("none", trained, texts["none"]), ("desc", trained, texts["desc"])]
+    # (variant, ranker folder, pairs with a `text` column, summaries' model_id, adapter_version)
+    plans = [("none", trained, pairs.withColumn("text", texts["none"]), None, None),
+             ("desc", trained, pairs.withColumn("text", texts["desc"]), None, None)]
     try:
-        scorers.append(("untrained", ranker_folder(lake, "untrained"), texts["desc"]))
+        plans.append(("untrained", ranker_folder(lake, "untrained"), pairs.withColumn("text", texts["desc"]), None, None))
     except FileNotFoundError:
         log.info("no untrained-head ranker exported (precis train ranker --untrained); skipping that variant")
-    frames = []
-    for variant, folder, text in scorers:
+    plans.extend(_summary_plans(lake, pairs, trained))
+    frames, provenance = [], {}
+    for variant, folder, texted, model_id, adapter in plans:
         udf = score_udf(folder, cfg.ranker.scorer)
         frames.append(
-            pairs.select("query_id", "query", "product_id", "gain",
-                         udf(F.col("query"), text).cast("double").alias("score"))
+            texted.select("query_id", "query", "product_id", "gain", udf(F.col("query"), F.col("text")).cast("double").alias("score"))
             .withColumn("variant", F.lit(variant)).withColumn("scorer", F.lit(folder.name))
         )
+        provenance[variant] = (model_id, adapter)
     # BM25 needs corpus statistics over all candidate texts: computed on the driver from the
     # (query, text) pairs, which are small next to what the cross-encoder reads.
     local = pairs.select("query_id", "query", "product_id", "gain", texts["desc"].alias("text")).toPandas()
@@ -217,8 +238,8 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
     metrics = pd.DataFrame(rows)
     metrics["queries"] = which
     metrics["ranker_version"] = trained.name
-    metrics["model_id"] = None
-    metrics["adapter_version"] = None
+    metrics["model_id"] = [provenance.get(v, (None, None))[0] for v in metrics.variant]
+    metrics["adapter_version"] = [provenance.get(v, (None, None))[1] for v in metrics.variant]
     metrics["ds"] = ds
     from jobs.lake.lake import spark_schema
 

@@ -34,11 +34,12 @@ def cached_scorer(model_dir: str, cfg: ScorerConfig):
 def score_udf(model_dir: str | Path, cfg: ScorerConfig):
     """A pandas UDF `(query, text) -> float score`, for `df.withColumn("score", udf("query", "text"))`."""
     from pyspark.sql.functions import pandas_udf
+    from pyspark.sql.types import FloatType
 
     model_dir = str(model_dir)
     settings = cfg.model_dump()
 
-    @pandas_udf("float")
+    @pandas_udf(FloatType())  # a type object, not DDL: parsing DDL needs a live session
     def score(batches: Iterator[tuple[pd.Series, pd.Series]]) -> Iterator[pd.Series]:
         scorer = cached_scorer(model_dir, ScorerConfig(**settings))
         for queries, texts in batches:

@@ -69,8 +69,8 @@ def export(hf_dir: Path, out_dir: Path, sample: list[tuple[str, str]], quantize:
         opt = optimizer.optimize_model(
             str(out_dir / FP32), model_type="bert", num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size
         )
+        opt.save_model_to_file(str(out_dir / OPTIMISED))
     log.info("onnxruntime fusions: %s", {k: v for k, v in opt.get_fused_operator_statistics().items() if v})
-    opt.save_model_to_file(str(out_dir / OPTIMISED))
     if quantize:
         _quantize(out_dir / OPTIMISED, out_dir / INT8)
 

@@ -248,3 +248,151 @@ EVAL_RANKING_METRICS = register(
         ),
     )
 )
+
+
+# ---------------------------------------------------------------- generation (SUMFORU, EXP3RT, RPO, ReLSum)
+REVIEW_STRUCT = pa.struct(
+    [
+        pa.field("review_id", pa.string()),
+        pa.field("product_id", pa.string()),
+        pa.field("rating", pa.float64()),
+        pa.field("title", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("review_time", UTC_TS),
+    ]
+)
+
+SILVER_REVIEW_SAMPLES = register(
+    TableSpec(
+        layer="silver",
+        name="review_samples",
+        keys=("product_id", "review_id"),
+        description="Golden products (>= filter.golden_min_reviews) and their seeded 15-50 review samples, stratified by rating.",
+        schema=pa.schema(
+            [
+                _f("product_id", pa.string(), False),
+                _f("review_id", pa.string(), False),
+                _f("user_id", pa.string(), False),
+                _f("rating", pa.float64(), False),
+                _f("title", pa.string()),
+                _f("text", pa.string()),
+                _f("product_reviews", pa.int64(), False),  # all reviews of the product
+                _f("sample_rank", pa.int64(), False),  # 1..sample size, the stratified order
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)
+
+SILVER_USER_HISTORIES = register(
+    TableSpec(
+        layer="silver",
+        name="user_histories",
+        keys=("user_id",),
+        description="Active users (>= filter.active_min_reviews) with their reviews, oldest first.",
+        schema=pa.schema(
+            [
+                _f("user_id", pa.string(), False),
+                _f("n_reviews", pa.int64(), False),
+                _f("mean_rating", pa.float64(), False),
+                _f("reviews", pa.list_(REVIEW_STRUCT), False),
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)
+
+
+def _provenance() -> list[pa.Field]:
+    """What every model output records about what made it."""
+    return [
+        _f("model_id", pa.string(), False),
+        _f("adapter_version", pa.string(), False),  # "base" when no adapter
+        _f("prompt_version", pa.string(), False),  # hash of the task's template
+        _f("input_hash", pa.string(), False),  # hash of the exact inputs
+        _f("generated_at", UTC_TS, False),
+        _f("ds", pa.string(), False),
+    ]
+
+
+_MODEL_KEYS = ("model_id", "adapter_version", "prompt_version")
+_GEN_IGNORE = ("ds", "generated_at")
+
+
+def _gold(layer: str, name: str, keys: tuple[str, ...], fields: list[pa.Field], description: str) -> TableSpec:
+    return register(
+        TableSpec(
+            layer=layer,
+            name=name,
+            keys=(*keys, *_MODEL_KEYS),
+            description=description,
+            content_ignore=_GEN_IGNORE,
+            schema=pa.schema([*fields, *_provenance()]),
+        )
+    )
+
+
+GOLD_PRODUCT_SUMMARIES = _gold(
+    "gold", "product_summaries", ("product_id",),
+    [_f("product_id", pa.string(), False), _f("summary", pa.string(), False)],
+    "ReLSum: a concise ranking-oriented summary of each product's description.",
+)
+GOLD_PERSONAS = _gold(
+    "gold", "personas", ("user_id",),
+    [_f("user_id", pa.string(), False), _f("persona", pa.string(), False)],
+    "SUMFORU: a shopper persona per active user, from the review history.",
+)
+GOLD_PERSONA_SUMMARIES = _gold(
+    "gold", "persona_summaries", ("user_id", "product_id"),
+    [_f("user_id", pa.string(), False), _f("product_id", pa.string(), False),
+     _f("summary", pa.string(), False), _f("suitability", pa.int64(), False)],
+    "SUMFORU: a persona-aware 2-3 sentence review summary with a 1-10 suitability score.",
+)
+SILVER_REVIEW_PREFERENCES = _gold(
+    "silver", "review_preferences", ("review_id",),
+    [_f("review_id", pa.string(), False), _f("user_id", pa.string(), False), _f("product_id", pa.string(), False),
+     _f("rating", pa.float64(), False), _f("likes", pa.string(), False), _f("dislikes", pa.string(), False)],
+    "EXP3RT: the preferences extracted from each review.",
+)
+GOLD_USER_PROFILES = _gold(
+    "gold", "user_profiles", ("user_id",),
+    [_f("user_id", pa.string(), False), _f("profile", pa.string(), False), _f("n_reviews", pa.int64(), False)],
+    "EXP3RT: a user's preference profile aggregated from their reviews' preferences.",
+)
+GOLD_ITEM_PROFILES = _gold(
+    "gold", "item_profiles", ("product_id",),
+    [_f("product_id", pa.string(), False), _f("profile", pa.string(), False), _f("n_reviews", pa.int64(), False)],
+    "EXP3RT: a product's profile aggregated from its reviews' preferences.",
+)
+GOLD_RATING_PREDICTIONS = _gold(
+    "gold", "rating_predictions", ("user_id", "product_id"),
+    [_f("user_id", pa.string(), False), _f("product_id", pa.string(), False), _f("reasoning", pa.string(), False),
+     _f("predicted_rating", pa.int64(), False), _f("actual_rating", pa.float64())],
+    "EXP3RT: step-by-step reasoning and a 1-5 rating prediction for (user, product).",
+)
+GOLD_PERSONALIZED_TEXTS = _gold(
+    "gold", "personalized_texts", ("user_id", "product_id"),
+    [_f("user_id", pa.string(), False), _f("product_id", pa.string(), False), _f("generic_text", pa.string(), False),
+     _f("personalized_text", pa.string(), False), _f("history_review_ids", pa.list_(pa.string()), False)],
+    "RPO: a generic product text rewritten for one user, guided by their most similar past reviews.",
+)
+
+SILVER_GENERATION_FAILURES = register(
+    TableSpec(
+        layer="silver",
+        name="generation_failures",
+        keys=("task", "entity_key", *_MODEL_KEYS),
+        description="Model outputs that stayed invalid after the retries, with the reason; never in gold.",
+        content_ignore=_GEN_IGNORE,
+        schema=pa.schema(
+            [
+                _f("task", pa.string(), False),
+                _f("entity_key", pa.string(), False),  # the row's key columns joined with '|'
+                _f("reason", pa.string(), False),
+                _f("raw_output", pa.string()),  # the last invalid output, at most 2,000 characters
+                _f("attempts", pa.int64(), False),
+                *_provenance(),
+            ]
+        ),
+    )
+)

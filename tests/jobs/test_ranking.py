@@ -73,3 +73,40 @@ def test_rerank_and_lookup_commands(ranked_lake, capsys):
     assert "unknown product ids: nope" in capsys.readouterr().err
     assert main([*env, "lookup", ids[0]]) == 0
     assert "ranker reads:" in capsys.readouterr().out
+
+
+def test_jobs_run_as_fresh_processes(ranked_lake):
+    """The CLI path in a new interpreter, where no Spark session exists before the job builds its UDFs."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import REPO
+
+    import os
+
+    precis = str(Path(sys.executable).with_name("precis"))
+    env = dict(os.environ, PRECIS__RANKER__TAU="0")  # keep every pair: the 3-step model moves scores little
+    out = subprocess.run([precis, "--lake", ranked_lake.root, "job", "description_delta", "--date", "2024-05-09"],
+                         capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "description_delta: kept" in out.stdout
+    pairs = ranked_lake.read_pandas("silver.relsum_pairs")
+    assert "2024-05-09" in set(pairs.ds)
+
+
+def test_evaluate_ranking_adds_a_variant_per_summary_set(ranked_lake):
+    """Summaries generated for a few held-out products become a `summary:base` variant, scored on
+    title + summary (title alone for products without one), with the generator recorded."""
+    from jobs.features import generate
+
+    lake = ranked_lake
+    lake.cfg.generation.relsum_max_products = 3
+    lake.cfg.generation.threads = 1
+    report = generate(lake, "relsum", DS)
+    assert report.generated + report.failed == 3
+    metrics = evaluate_ranking(lake, DS)
+    summary = metrics[metrics.variant == "summary:base"]
+    assert len(summary) == 6 and set(summary.model_id) == {"smollm2-135m-instruct"} and set(summary.adapter_version) == {"base"}
+    scores = lake.read_pandas("eval.ranking_scores")
+    assert (scores.variant == "summary:base").sum() == (scores.variant == "none").sum()

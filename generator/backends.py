@@ -1,0 +1,243 @@
+"""Generation backends behind one interface: a batch of chat prompts and sampling parameters in,
+texts and token counts out.
+
+- `TransformersBackend`: CPU or one GPU. Prompts are sorted by length and batched with left
+  padding, so each batch pads only to its own longest prompt; greedy unless a temperature is set.
+- `VLLMBackend`: vLLM on GPUs (the `gpu` extra, a separate environment), LoRA adapters through
+  vLLM's LoRA support.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class BackendStats:
+    """Running totals, for progress lines (tokens per second)."""
+
+    prompts: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds else 0.0
+
+
+class Backend(Protocol):
+    model_id: str
+    adapter_version: str | None
+    stats: BackendStats
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[Generation]: ...
+
+    def choose(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[str]: ...
+
+
+@dataclass
+class TransformersBackend:
+    """Batched generation with transformers. `model_path` is a local folder (see generator.models)."""
+
+    model_path: str
+    model_id: str
+    adapter_path: str | None = None
+    adapter_version: str | None = None
+    batch_size: int = 16
+    device: str = "auto"
+    threads: int = 0
+    stats: BackendStats = field(default_factory=BackendStats)
+
+    def __post_init__(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        device = self.device
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+        self.tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+        if self.adapter_path:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter_path)
+        self.model = model.to(device).eval()
+
+    def render(self, messages: Messages) -> str:
+        # A final assistant message is a reply prefix the model continues ("Rating:"), which keeps
+        # small models on the expected format.
+        if messages and messages[-1]["role"] == "assistant":
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _batches(self, prompts: Sequence[Messages]):
+        """(prompt indices, left-padded batch) in order of prompt length, so padding stays small."""
+        ids = [self.tokenizer(self.render(m), add_special_tokens=False)["input_ids"] for m in prompts]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, padding=True, return_tensors="pt")
+            yield idx, [len(ids[i]) for i in idx], batch.to(self._device)
+
+    def choose(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[str]:
+        """For each prompt, the choice the model continues with, greedily, decoding only token
+        sequences that spell a choice (with or without a leading space). Small models rarely write
+        a bare number on request; this makes a score the model's most likely valid value."""
+        import torch
+
+        eos = self.tokenizer.eos_token_id
+        seqs: dict[tuple[int, ...], str] = {}
+        for c in choices:
+            for variant in (c, " " + c):
+                seqs[tuple(self.tokenizer(variant, add_special_tokens=False)["input_ids"])] = c
+        longest = max(len(s) for s in seqs)
+        out: list[str] = [""] * len(prompts)
+        for idx, _, batch in self._batches(prompts):
+            width = batch["input_ids"].shape[1]
+
+            def allowed(_, input_ids, width=width):
+                done = tuple(input_ids[width:].tolist())
+                nxt = {s[len(done)] for s in seqs if len(s) > len(done) and s[: len(done)] == done}
+                if done in seqs or not nxt:
+                    nxt.add(eos)
+                return sorted(nxt)
+
+            with torch.inference_mode():
+                gen = self.model.generate(**batch, max_new_tokens=longest + 1, do_sample=False, temperature=None,
+                                          top_p=None, top_k=None, pad_token_id=self.tokenizer.pad_token_id,
+                                          eos_token_id=eos, prefix_allowed_tokens_fn=allowed)
+            for row, i in enumerate(idx):
+                tokens = [t for t in gen[row, width:].tolist() if t != eos and t != self.tokenizer.pad_token_id]
+                out[i] = seqs.get(tuple(tokens), self.tokenizer.decode(tokens).strip())
+        return out
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[Generation]:
+        import torch
+
+        t0 = time.perf_counter()
+        out: list[Generation | None] = [None] * len(prompts)
+        eos = self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        for idx, lengths, batch in self._batches(prompts):
+            kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=pad, eos_token_id=eos)
+            if params.temperature > 0:
+                torch.manual_seed(params.seed)
+                kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+            else:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            with torch.inference_mode():
+                gen = self.model.generate(**batch, **kwargs)
+            new = gen[:, batch["input_ids"].shape[1] :]
+            for row, i in enumerate(idx):
+                tokens = new[row].tolist()
+                n = next((k + 1 for k, t in enumerate(tokens) if t == eos), len(tokens))
+                text = self.tokenizer.decode(tokens[:n], skip_special_tokens=True)
+                out[i] = Generation(text.strip(), lengths[row], n)
+        self.stats.prompts += len(prompts)
+        self.stats.completion_tokens += sum(g.completion_tokens for g in out if g)
+        self.stats.seconds += time.perf_counter() - t0
+        return [g for g in out if g is not None]
+
+
+@dataclass
+class VLLMBackend:
+    """vLLM on GPUs. Needs the `gpu` extra (its own CUDA torch) and is not importable on the CPU set-up."""
+
+    model_path: str
+    model_id: str
+    adapter_path: str | None = None
+    adapter_version: str | None = None
+    gpu_memory_utilization: float = 0.85
+    max_model_len: int = 4096
+    stats: BackendStats = field(default_factory=BackendStats)
+
+    def __post_init__(self) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as exc:  # pragma: no cover - CPU set-up
+            raise RuntimeError("the vLLM backend needs the GPU environment: pip install -e '.[gpu]'") from exc
+        self.llm = LLM(
+            model=self.model_path,
+            enable_lora=self.adapter_path is not None,
+            gpu_memory_utilization=self.gpu_memory_utilization,
+            max_model_len=self.max_model_len,
+        )
+        self._lora = None
+        if self.adapter_path:
+            from vllm.lora.request import LoRARequest
+
+            self._lora = LoRARequest(self.adapter_version or "adapter", 1, self.adapter_path)
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[Generation]:
+        from vllm import SamplingParams as VSP
+
+        t0 = time.perf_counter()
+        sp = VSP(max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed)
+        prefixed = bool(prompts) and prompts[0][-1]["role"] == "assistant"
+        results = self.llm.chat(list(prompts), sp, lora_request=self._lora, use_tqdm=False,
+                                add_generation_prompt=not prefixed, continue_final_message=prefixed)
+        out = [Generation(r.outputs[0].text.strip(), len(r.prompt_token_ids), len(r.outputs[0].token_ids)) for r in results]
+        self.stats.prompts += len(out)
+        self.stats.completion_tokens += sum(g.completion_tokens for g in out)
+        self.stats.seconds += time.perf_counter() - t0
+        return out
+
+
+def _vllm_choose(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[str]:
+    """vLLM's guided decoding restricted to the choices (the API name changed across versions)."""
+    from vllm import SamplingParams as VSP
+
+    try:
+        from vllm.sampling_params import StructuredOutputsParams
+
+        sp = VSP(max_tokens=8, temperature=0.0, structured_outputs=StructuredOutputsParams(choice=list(choices)))
+    except ImportError:  # older vLLM
+        from vllm.sampling_params import GuidedDecodingParams
+
+        sp = VSP(max_tokens=8, temperature=0.0, guided_decoding=GuidedDecodingParams(choice=list(choices)))
+    results = self.llm.chat(list(prompts), sp, lora_request=self._lora, use_tqdm=False,
+                            add_generation_prompt=False, continue_final_message=True)
+    return [r.outputs[0].text.strip() for r in results]
+
+
+VLLMBackend.choose = _vllm_choose  # type: ignore[attr-defined]
+
+
+def load_backend(kind: str, model_path: str | Path, model_id: str, adapter_path: str | None = None,
+                 adapter_version: str | None = None, **options) -> Backend:
+    if kind == "transformers":
+        return TransformersBackend(str(model_path), model_id, adapter_path, adapter_version, **options)
+    if kind == "vllm":
+        return VLLMBackend(str(model_path), model_id, adapter_path, adapter_version, **options)
+    raise ValueError(f"unknown generator backend '{kind}'; use transformers or vllm")

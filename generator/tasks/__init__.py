@@ -1,0 +1,1 @@
+"""One module per seed task: prompts, parsing and validation. See `base.Task`."""

@@ -1,0 +1,128 @@
+"""What every generation task shares: a versioned prompt template, an output parser that is also
+the validator, a bounded number of retries, and a failure status with its reason.
+
+A task's `prompt_version` is a hash of its template text and parsing rules' version tag, so any
+change to the prompt changes the version recorded in every row, and the generation job treats
+rows made with the old prompt as stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from generator.backends import Backend, Messages, SamplingParams
+from generator.safety import contains_pii, strip_markup
+
+
+class InvalidOutput(ValueError):
+    """The model's text failed validation; the message is the failure reason."""
+
+
+def input_hash(inputs: dict[str, Any]) -> str:
+    """A hash of the exact inputs a row was generated from (canonical JSON)."""
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    status: str  # ok | failed
+    value: dict[str, Any] | None  # the validated fields when ok
+    raw: str  # the last raw model output
+    reason: str | None  # why it failed
+    attempts: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class ScoreSpec:
+    """A score appended after the free text: `label` then one of `choices`, chosen by constrained
+    decoding (Backend.choose). The free text is cut where the model starts its own label."""
+
+    label: str  # e.g. "Rating (1-5):"
+    choices: tuple[str, ...]
+    cut_at: str  # case-insensitive word where the model's own attempt at the label starts
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    system: str
+    template: str  # str.format template over the task's prepared inputs
+    parse: Callable[[str, dict[str, Any]], dict[str, Any]]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    max_attempts: int = 3
+    rules_version: str = "1"  # bump when the parser's rules change
+    reply_prefix: str = ""  # the start of the answer, given to the model and re-attached before parsing
+    score: ScoreSpec | None = None
+
+    @property
+    def prompt_version(self) -> str:
+        score = f"{self.score.label}{self.score.choices}" if self.score else ""
+        text = f"{self.name}\n{self.system}\n{self.template}\n{self.reply_prefix}\n{score}\n{self.rules_version}"
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def messages(self, inputs: dict[str, Any], reply: str | None = None) -> Messages:
+        msgs = [{"role": "system", "content": self.system}, {"role": "user", "content": self.template.format(**inputs)}]
+        reply = self.reply_prefix if reply is None else reply
+        if reply:
+            msgs.append({"role": "assistant", "content": reply})
+        return msgs
+
+
+def _with_score(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], texts: list[str]) -> list[str]:
+    """Free texts completed with the task's constrained score: '<text>\n<label> <choice>'."""
+    spec = task.score
+    assert spec is not None
+    cut = []
+    for text in texts:
+        at = text.lower().find(spec.cut_at.lower(), len(task.reply_prefix))
+        cut.append((text[:at] if at > 0 else text).rstrip() + "\n" + spec.label)
+    picks = backend.choose([task.messages(i, reply=c) for i, c in zip(inputs, cut)], spec.choices)
+    return [f"{c} {p}" for c, p in zip(cut, picks)]
+
+
+def clean_output(text: str) -> str:
+    """Markup stripped; contact details are a failure, never silently kept."""
+    out = strip_markup(text)
+    if contains_pii(out):
+        raise InvalidOutput("output contains an e-mail address or phone number")
+    return out
+
+
+def run_task(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], attempts: int | None = None) -> list[TaskResult]:
+    """Generate for every input; invalid outputs are retried (sampling, new seed) up to the bound."""
+    limit = attempts or task.max_attempts
+    results: list[TaskResult | None] = [None] * len(inputs)
+    tokens = [0] * len(inputs)
+    last_raw = [""] * len(inputs)
+    last_reason: list[str | None] = [None] * len(inputs)
+    pending = list(range(len(inputs)))
+    for attempt in range(1, limit + 1):
+        if not pending:
+            break
+        params = task.params
+        if attempt > 1:  # greedy decoding would repeat the same invalid text
+            params = SamplingParams(params.max_new_tokens, temperature=0.7, top_p=0.95, seed=attempt)
+        gens = backend.generate([task.messages(inputs[i]) for i in pending], params)
+        texts = [f"{task.reply_prefix}{g.text}" if task.reply_prefix else g.text for g in gens]
+        if task.score is not None:
+            texts = _with_score(backend, task, [inputs[i] for i in pending], texts)
+        still = []
+        for i, g, text in zip(pending, gens, texts):
+            tokens[i] += g.completion_tokens
+            last_raw[i] = text
+            try:
+                value = task.parse(text, inputs[i])
+            except InvalidOutput as exc:
+                last_reason[i] = str(exc)
+                still.append(i)
+                continue
+            results[i] = TaskResult("ok", value, g.text, None, attempt, tokens[i])
+        pending = still
+    for i in pending:
+        results[i] = TaskResult("failed", None, last_raw[i], last_reason[i], limit, tokens[i])
+    return [r for r in results if r is not None]

@@ -1,0 +1,189 @@
+"""The batch generation engine: Spark partitions through a generator backend into gold tables.
+
+For one task and a DataFrame of inputs (the entity keys plus the raw input columns):
+
+1. every row gets `input_hash`, a hash of its exact inputs;
+2. rows whose (keys, input_hash) already exist for this (model_id, adapter_version, prompt_version),
+   in the gold table or among the recorded failures, are skipped: a re-run with unchanged inputs
+   generates nothing, and a run after a small change generates only what changed;
+3. the rest is cut into chunks of `generation.chunk_size` rows; each chunk is generated with
+   `mapInPandas` (the backend loaded once per Python worker and kept across tasks), validated, and
+   committed before the next starts: valid rows are merged into the gold table, invalid ones into
+   `silver.generation_failures` with their reason. A run killed mid-way loses at most the chunk in
+   flight, and the next run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import pandas as pd
+
+from jobs.lake import Lake, TableSpec
+from jobs.lake.tables import SILVER_GENERATION_FAILURES
+
+log = logging.getLogger(__name__)
+
+_BACKENDS: dict[tuple, Any] = {}
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """Everything an executor needs to load the same backend as every other executor."""
+
+    kind: str
+    model_path: str
+    model_id: str
+    adapter_path: str | None
+    adapter_version: str
+    batch_size: int
+    threads: int
+
+    def load(self):
+        key = tuple(vars(self).values())
+        if key not in _BACKENDS:
+            from generator.backends import load_backend
+
+            options = {"batch_size": self.batch_size, "threads": self.threads} if self.kind == "transformers" else {}
+            _BACKENDS[key] = load_backend(
+                self.kind, self.model_path, self.model_id, self.adapter_path,
+                None if self.adapter_version == "base" else self.adapter_version, **options,
+            )
+        return _BACKENDS[key]
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """One task's wiring: its table, entity keys, and how rows become prompts and outputs.
+    `make_task`, `prepare` and `outputs` must be module-level functions (they run on executors)."""
+
+    name: str
+    table: TableSpec
+    keys: tuple[str, ...]
+    inputs: tuple[str, ...]  # the raw input columns hashed into input_hash
+    make_task: Callable[[], Any]
+    prepare: Callable[[dict[str, Any]], dict[str, Any]]
+    outputs: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class GenerationReport:
+    task: str
+    total: int = 0
+    skipped: int = 0
+    generated: int = 0
+    failed: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    chunks: int = 0
+
+    def line(self) -> str:
+        rate = self.tokens / self.seconds if self.seconds else 0.0
+        return (
+            f"{self.task}: {self.total} rows, {self.skipped} skipped (unchanged), {self.generated} generated, "
+            f"{self.failed} failed; {self.tokens} tokens in {self.seconds:.0f}s ({rate:.1f} tokens/s), {self.chunks} chunk(s)"
+        )
+
+
+_RESULT_DDL = "status string, reason string, raw_output string, attempts bigint, completion_tokens bigint, value string"
+
+
+def _generate_partition(job: GenerationJob, settings: BackendSettings, max_attempts: int):
+    def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        from generator.tasks.base import run_task
+
+        task = job.make_task()
+        backend = settings.load()
+        for frame in frames:
+            if frame.empty:
+                continue
+            rows = frame.to_dict("records")
+            results = run_task(backend, task, [job.prepare(r) for r in rows], attempts=max_attempts)
+            out = frame.copy()
+            out["status"] = [r.status for r in results]
+            out["reason"] = [r.reason for r in results]
+            out["raw_output"] = [r.raw[:2000] for r in results]
+            out["attempts"] = [r.attempts for r in results]
+            out["completion_tokens"] = [r.completion_tokens for r in results]
+            out["value"] = [json.dumps(job.outputs(row, r.value)) if r.value is not None else None for row, r in zip(rows, results)]
+            yield out
+
+    return run
+
+
+def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: BackendSettings,
+                   chunk_size: int, max_attempts: int) -> GenerationReport:
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StructType
+
+    from jobs.lake.lake import spark_schema
+
+    spark = lake.spark
+    task = job.make_task()
+    model_cols = {"model_id": settings.model_id, "adapter_version": settings.adapter_version, "prompt_version": task.prompt_version}
+    report = GenerationReport(job.name)
+    inputs = inputs.withColumn(
+        "input_hash", F.substring(F.sha2(F.to_json(F.struct(*[F.col(c) for c in sorted(job.inputs)])), 256), 1, 32)
+    ).cache()
+    try:
+        report.total = inputs.count()
+        done = lake.read(job.table)
+        for c, v in model_cols.items():
+            done = done.where(F.col(c) == v)
+        todo = inputs.join(done.select(*job.keys, "input_hash"), [*job.keys, "input_hash"], "left_anti")
+        key_expr = F.concat_ws("|", *[F.col(k).cast("string") for k in job.keys])
+        failed = lake.read(SILVER_GENERATION_FAILURES).where(F.col("task") == job.name)
+        for c, v in model_cols.items():
+            failed = failed.where(F.col(c) == v)
+        todo = todo.withColumn("__key", key_expr).join(
+            failed.select(F.col("entity_key").alias("__key"), "input_hash"), ["__key", "input_hash"], "left_anti"
+        )
+        todo = todo.cache()
+        n = todo.count()
+        report.skipped = report.total - n
+        chunks = max(1, math.ceil(n / chunk_size)) if n else 0
+        log.info("%s: %d rows, %d unchanged, %d to generate in %d chunk(s) of about %d", job.name, report.total, report.skipped, n, chunks, chunk_size)
+        out_schema = StructType(todo.schema.fields + StructType.fromDDL(_RESULT_DDL).fields)
+        gen = _generate_partition(job, settings, max_attempts)
+        parallelism = spark.sparkContext.defaultParallelism
+        value_schema = spark_schema(job.table.schema)
+        for i in range(chunks):
+            t0 = time.time()
+            chunk = todo.where(F.pmod(F.xxhash64("__key"), F.lit(chunks)) == i).repartition(parallelism)
+            result = chunk.mapInPandas(gen, out_schema).cache()
+            try:
+                stats = result.groupBy("status").agg(F.count("*").alias("n"), F.sum("completion_tokens").alias("tok")).collect()
+                now = datetime.now(timezone.utc)
+                provenance = [F.lit(v).alias(k) for k, v in model_cols.items()] + [
+                    F.col("input_hash"), F.lit(now).alias("generated_at"), F.lit(ds).alias("ds")]
+                fields = [f.name for f in job.table.schema if f.name not in (*model_cols, "input_hash", "generated_at", "ds")]
+                ok = result.where(F.col("status") == "ok").select(
+                    F.from_json("value", value_schema).alias("v"), *provenance
+                ).select(*[F.col(f"v.{c}").alias(c) for c in fields], *[F.col(k) for k in (*model_cols, "input_hash", "generated_at", "ds")])
+                bad = result.where(F.col("status") == "failed").select(
+                    F.lit(job.name).alias("task"), F.col("__key").alias("entity_key"), "reason", "raw_output", "attempts", *provenance
+                )
+                lake.merge(job.table, ok)
+                lake.merge(SILVER_GENERATION_FAILURES, bad)
+            finally:
+                result.unpersist()
+            by = {r["status"]: r for r in stats}
+            report.generated += int(by["ok"]["n"]) if "ok" in by else 0
+            report.failed += int(by["failed"]["n"]) if "failed" in by else 0
+            tokens = sum(int(r["tok"] or 0) for r in stats)
+            report.tokens += tokens
+            report.seconds += time.time() - t0
+            report.chunks += 1
+            log.info("%s: chunk %d/%d committed: %d done, %d failed so far, %.1f tokens/s",
+                     job.name, i + 1, chunks, report.generated, report.failed, tokens / max(1e-9, time.time() - t0))
+        todo.unpersist()
+    finally:
+        inputs.unpersist()
+    return report

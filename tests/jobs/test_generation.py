@@ -1,0 +1,122 @@
+"""The generation engine and the feature jobs with the real SmolLM2-135M on CPU."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from generator.safety import contains_pii, strip_markup
+from jobs.features import ORDER, filter_reviews, generate
+from tests.conftest import BEAUTY, REPO, SMALL_GENERATION, make_lake
+
+GOLD = {
+    "relsum": "gold.product_summaries",
+    "personas": "gold.personas",
+    "persona_summaries": "gold.persona_summaries",
+    "preferences": "silver.review_preferences",
+    "user_profiles": "gold.user_profiles",
+    "item_profiles": "gold.item_profiles",
+    "ratings": "gold.rating_predictions",
+    "rpo": "gold.personalized_texts",
+}
+TEXT = {"gold.product_summaries": "summary", "gold.personas": "persona", "gold.persona_summaries": "summary",
+        "gold.user_profiles": "profile", "gold.item_profiles": "profile", "gold.rating_predictions": "reasoning",
+        "gold.personalized_texts": "personalized_text"}
+
+
+def test_filter_reviews_selection(lake):
+    from jobs.ingest.job import ingest_reviews
+
+    ingest_reviews(lake, [str(BEAUTY)], "2024-05-01")
+    counts = filter_reviews(lake, "2024-05-01")
+    assert counts == {"active_users": 991, "golden_products": 15, "sampled_reviews": counts["sampled_reviews"]}
+    s = lake.read_pandas("silver.review_samples")
+    sizes = s.groupby("product_id").size()
+    assert sizes.between(15, 50).all()
+    assert (sizes == s.groupby("product_id").product_reviews.first().clip(upper=50)).all()
+    # stratified: every rating present is sampled, and each rating's count is within the number
+    # of ratings present of its proportional share
+    reviews = lake.read_pandas("bronze.reviews")
+    for pid, sample in s.groupby("product_id"):
+        full = reviews[reviews.product_id == pid].rating.value_counts()
+        got = sample.rating.value_counts()
+        assert set(got.index) == set(full.index), pid
+        for rating, n in full.items():
+            assert abs(got[rating] - n * len(sample) / full.sum()) <= len(full), (pid, rating)
+    # seeded: the same sample again
+    filter_reviews(lake, "2024-05-01")
+    assert lake.read_pandas("silver.review_samples").sort_values(["product_id", "sample_rank"]).review_id.tolist() == \
+        s.sort_values(["product_id", "sample_rank"]).review_id.tolist()
+    h = lake.read_pandas("silver.user_histories")
+    assert (h.n_reviews >= 3).all() and (h.reviews.map(len) == h.n_reviews).all()
+
+
+def test_every_gold_table_is_filled_and_every_row_valid(generated_lake):
+    lake, reports = generated_lake
+    for name in ORDER:
+        print(reports[name].line())
+    for name, table in GOLD.items():
+        df = lake.read_pandas(table)
+        assert len(df) > 0 or reports[name].failed > 0, f"{table} is empty and nothing failed"
+        for col in ("model_id", "adapter_version", "prompt_version", "input_hash", "generated_at"):
+            assert df[col].notna().all(), (table, col)
+        assert set(df.model_id) <= {"smollm2-135m-instruct"} and set(df.adapter_version) <= {"base"}
+        if table in TEXT:
+            for text in df[TEXT[table]]:
+                assert text.strip() and strip_markup(text) == text.strip() and not contains_pii(text), (table, text)
+    summaries = lake.read_pandas("gold.product_summaries")
+    assert (summaries.summary.str.split().map(len) <= 48).all()
+    ps = lake.read_pandas("gold.persona_summaries")
+    assert ps.suitability.between(1, 10).all()
+    assert lake.read_pandas("gold.rating_predictions").predicted_rating.between(1, 5).all()
+    rpo = lake.read_pandas("gold.personalized_texts")
+    assert (rpo.history_review_ids.map(len) >= 1).all()
+    failures = lake.read_pandas("silver.generation_failures")
+    assert failures.reason.notna().all()
+
+
+def test_rerun_generates_nothing(generated_lake):
+    lake, _ = generated_lake
+    before = {t: (lake.count(t), lake.delta_table(t).version()) for t in GOLD.values() if lake.exists(t)}
+    for name in ("relsum", "personas", "ratings"):
+        report = generate(lake, name, "2024-05-02")
+        assert report.generated == report.failed == 0 and report.skipped == report.total
+    assert {t: (lake.count(t), lake.delta_table(t).version()) for t in before} == before
+
+
+def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path, spark):
+    """SIGKILL a real `precis job generate_preferences` after its first chunk commits, then re-run."""
+    settings = {**SMALL_GENERATION, "generation__chunk_size": "2", "generation__max_attempts": "1"}
+    lake = make_lake(tmp_path / "lake", spark, **settings)
+    from jobs.ingest.job import ingest_reviews
+
+    ingest_reviews(lake, [str(BEAUTY)], "2024-05-01")
+    filter_reviews(lake, "2024-05-01")
+    env = dict(os.environ, **{f"PRECIS__{k.upper()}": v for k, v in settings.items()})
+    cmd = [str(Path(sys.executable).with_name("precis")), "--lake", lake.root, "job", "generate_preferences", "--date", "2024-05-01"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None:
+            done = sum(lake.count(t) for t in ("silver.review_preferences", "silver.generation_failures"))
+            if done >= 2:
+                break
+            time.sleep(1)
+        assert proc.poll() is None, "the job ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    partial = sum(lake.count(t) for t in ("silver.review_preferences", "silver.generation_failures"))
+    report = generate(lake, "preferences", "2024-05-01")
+    assert report.skipped == partial and report.generated + report.failed == report.total - partial > 0
+    prefs = lake.read_pandas("silver.review_preferences")
+    fails = lake.read_pandas("silver.generation_failures")
+    assert not prefs.review_id.duplicated().any() and not fails.entity_key.duplicated().any()
+    assert len(prefs) + len(fails) == report.total
+    assert not set(prefs.review_id) & set(fails.entity_key)
