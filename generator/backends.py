@@ -59,6 +59,19 @@ class Backend(Protocol):
     def choose(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[str]: ...
 
 
+def resolve_dtype(choice: str, device: str):
+    """bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), where it runs about twice
+    as fast as float32; float32 elsewhere, where bf16 would be emulated and slow."""
+    import torch
+
+    if choice != "auto":
+        return getattr(torch, choice)
+    if device == "cuda":
+        return torch.bfloat16
+    native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return torch.bfloat16 if native is not None and native() else torch.float32
+
+
 @dataclass
 class TransformersBackend:
     """Batched generation with transformers. `model_path` is a local folder (see generator.models)."""
@@ -70,6 +83,7 @@ class TransformersBackend:
     batch_size: int = 16
     device: str = "auto"
     threads: int = 0
+    dtype: str = "auto"  # auto | float32 | bfloat16
     stats: BackendStats = field(default_factory=BackendStats)
 
     def __post_init__(self) -> None:
@@ -86,8 +100,7 @@ class TransformersBackend:
         self.tokenizer.padding_side = "left"  # decoder-only models continue from the right edge
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        dtype = torch.bfloat16 if device == "cuda" else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=resolve_dtype(self.dtype, device))
         if self.adapter_path:
             from peft import PeftModel
 

@@ -133,6 +133,9 @@ class GenerationConfig(_Section):
     adapter_version: str = Field(default="base", description="Recorded in every row; 'base' without an adapter.")
     batch_size: int = Field(default=8, ge=1, description="Prompts per generate() call.")
     threads: int = Field(default=1, ge=0, description="torch threads per Spark Python worker (0: torch decides).")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto", description="auto: bfloat16 on GPUs and on CPUs with native bf16, float32 elsewhere."
+    )
     chunk_size: int = Field(default=32, ge=1, description="Rows generated and committed together; a killed run loses at most one chunk.")
     max_attempts: int = Field(default=2, ge=1, description="Tries per row before it is recorded as a failure.")
     relsum_max_tokens: int = Field(default=48, ge=8, description="Cap of a ReLSum summary, in tokens.")

@@ -240,7 +240,8 @@ def backend_settings(lake: Lake) -> BackendSettings:
 
     g = lake.cfg.generation
     name = g.model or lake.cfg.models.generator
-    return BackendSettings(g.backend, resolve(name, lake.cfg.cache_dir), name, g.adapter, g.adapter_version, g.batch_size, g.threads)
+    return BackendSettings(g.backend, resolve(name, lake.cfg.cache_dir), name, g.adapter, g.adapter_version,
+                           g.batch_size, g.threads, g.dtype)
 
 
 def _current(lake: Lake, table, settings: BackendSettings, task_name: str):

@@ -45,13 +45,14 @@ class BackendSettings:
     adapter_version: str
     batch_size: int
     threads: int
+    dtype: str = "auto"
 
     def load(self):
         key = tuple(vars(self).values())
         if key not in _BACKENDS:
             from generator.backends import load_backend
 
-            options = {"batch_size": self.batch_size, "threads": self.threads} if self.kind == "transformers" else {}
+            options = {"batch_size": self.batch_size, "threads": self.threads, "dtype": self.dtype} if self.kind == "transformers" else {}
             _BACKENDS[key] = load_backend(
                 self.kind, self.model_path, self.model_id, self.adapter_path,
                 None if self.adapter_version == "base" else self.adapter_version, **options,
