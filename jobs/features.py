@@ -346,6 +346,4 @@ def generate(lake: Lake, name: str, ds: str) -> GenerationReport:
     job = JOBS[name]
     inputs = build_inputs(lake, name, settings)
     g = lake.cfg.generation
-    report = run_generation(lake, job, inputs, ds, settings, g.chunk_size, g.max_attempts)
-    log.info("%s", report.line())
-    return report
+    return run_generation(lake, job, inputs, ds, settings, g.chunk_size, g.max_attempts)

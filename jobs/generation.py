@@ -130,6 +130,8 @@ def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: Ba
     task = job.make_task()
     model_cols = {"model_id": settings.model_id, "adapter_version": settings.adapter_version, "prompt_version": task.prompt_version}
     report = GenerationReport(job.name)
+    lake.ensure(job.table)
+    lake.ensure(SILVER_GENERATION_FAILURES)
     inputs = inputs.withColumn(
         "input_hash", F.substring(F.sha2(F.to_json(F.struct(*[F.col(c) for c in sorted(job.inputs)])), 256), 1, 32)
     ).cache()

@@ -123,6 +123,17 @@ class Lake:
 
         return DeltaTable(self.path(table), storage_options=self.storage_options)
 
+    def ensure(self, table: str | TableSpec) -> None:
+        """Create the table, empty with its schema, if it does not exist yet, so readers and
+        analysts can query it before anything was written (e.g. a failures table with no failures)."""
+        from deltalake import DeltaTable
+
+        spec = get_table(table) if isinstance(table, str) else table
+        DeltaTable.create(
+            self.path(spec), spec.schema, mode="ignore", partition_by=list(spec.partition_by) or None,
+            name=spec.qualified_name, description=spec.description, storage_options=self.storage_options,
+        )
+
     def existing_tables(self) -> list[TableSpec]:
         return [spec for _, spec in sorted(TABLES.items()) if self.exists(spec)]
 
@@ -298,7 +309,8 @@ class DeltaRsEngine(_Engine):
         from pyspark.sql import functions as F
 
         keys = list(spec.keys)
-        if not self.lake.exists(spec):
+        if not self.lake.exists(spec) or not self.lake.delta_table(spec).file_uris():
+            # nothing stored yet (absent or empty): every source row is new
             actions = self._write_files(spec, df)
             if not actions:
                 return WriteResult(spec.qualified_name, 0, 0, 0, None, False)

@@ -129,3 +129,22 @@ def test_engine_auto_picks_deltalake_without_jars_and_spark_delta_says_what_to_d
     assert isinstance(make_lake(tmp_path / "a", spark, lake__engine="auto").engine, DeltaRsEngine)
     with pytest.raises(LakeError, match="no Delta jars.*spark.jars.packages"):
         make_lake(tmp_path / "b", spark, lake__engine="spark-delta").engine
+
+
+def test_ensure_creates_an_empty_queryable_table_once(lake, spark):
+    from jobs.lake.sql import run_sql
+
+    lake.ensure(KV)
+    assert lake.exists(KV) and lake.count(KV) == 0
+    assert run_sql(lake, "select count(*) as n from test.kv").n[0] == 0
+    lake.replace_partition(KV, frame(spark, [("a", 1, None)]), "d")
+    v = lake.delta_table(KV).version()
+    lake.ensure(KV)  # does nothing to an existing table
+    assert lake.delta_table(KV).version() == v and lake.count(KV) == 1
+
+
+def test_merge_into_an_empty_table(lake, spark):
+    lake.ensure(KV)
+    assert lake.merge(KV, frame(spark, [("a", 1, None)])).committed
+    assert lake.merge(KV, frame(spark, [("b", 2, None)]), when_matched="ignore").committed
+    assert [r[0] for r in table(lake)] == ["a", "b"]
