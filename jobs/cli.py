@@ -173,7 +173,7 @@ def cmd_sql(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     query = args.file.read_text() if args.file else args.query
     df = run_sql(Lake(cfg), query)
     with pd.option_context("display.max_columns", 50, "display.width", 200, "display.max_colwidth", 60):
-        print(df.head(args.max_rows).to_string(index=False))
+        print(df.head(args.max_rows).to_string(index=False, max_colwidth=100))
     if len(df) > args.max_rows:
         print(f"... {len(df) - args.max_rows} more rows (--max-rows to show them)")
     return 0
