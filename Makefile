@@ -11,10 +11,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 LAKE   ?= lake
 DATE   ?= $(shell date +%F)
-SAMPLES := data/samples
-GENERATE := relsum personas persona_summaries preferences user_profiles item_profiles ratings rpo
 EXAMPLES := \
-  "select product_id, summary from gold.product_summaries" \
+  "select product_id, summary, published_ds from serving.product_summaries" \
   "select user_id, persona from gold.personas" \
   "select user_id, product_id, suitability, summary from gold.persona_summaries" \
   "select user_id, profile from gold.user_profiles" \
@@ -26,7 +24,7 @@ EXAMPLES := \
 .PHONY: demo test venv models clean-lake bench help
 
 help:
-	@echo "make demo   - set up .venv, pull models, run the daily pipeline on data/samples into ./$(LAKE)"
+	@echo "make demo   - set up .venv, pull models, run the daily Airflow DAG on data/samples into ./$(LAKE)"
 	@echo "make test   - set up .venv and run the tests"
 	@echo "make bench  - run the benchmarks in benchmarks/"
 
@@ -42,14 +40,15 @@ $(BIN)/.installed: pyproject.toml
 models: venv
 	$(BIN)/precis models pull
 
+# The daily DAG needs a cross-encoder for description_delta and evaluate_ranking: a quick one
+# (RANKER_STEPS steps, ~3 min on 2 cores) is trained once per lake; `precis train ranker` trains a real one.
+RANKER_STEPS ?= 40
 demo: models
-	$(BIN)/precis --lake $(LAKE) ingest reviews $(SAMPLES)/reviews/amazon2018_all_beauty_5core.jsonl.gz --category "All Beauty" --date $(DATE)
-	$(BIN)/precis --lake $(LAKE) ingest relevance $(SAMPLES)/relevance/crowdflower_search_relevance_dev.csv.gz --format crowdflower --date $(DATE)
-	$(BIN)/precis --lake $(LAKE) ingest relevance $(SAMPLES)/relevance/esci_us_exact_sample.csv.gz $(SAMPLES)/relevance/esci_us_graded_fixture_examples.parquet $(SAMPLES)/relevance/esci_us_graded_fixture_products.jsonl --format esci --date $(DATE)
-	$(BIN)/precis --lake $(LAKE) job filter_reviews --date $(DATE)
-	for job in $(GENERATE); do $(BIN)/precis --lake $(LAKE) job generate_$$job --date $(DATE); done
-	$(BIN)/precis --lake $(LAKE) tables
+	$(BIN)/precis --lake $(LAKE) job ingest --date $(DATE)
+	$(BIN)/precis --lake $(LAKE) train ranker --if-missing --max-steps $(RANKER_STEPS)
+	$(BIN)/precis --lake $(LAKE) run --date $(DATE)
 	@for q in $(EXAMPLES); do $(BIN)/precis --lake $(LAKE) sql --max-rows 2 "$$q"; echo; done
+	@echo "report: $(LAKE)/_reports/$(DATE)/report.md"
 
 test: models
 	$(BIN)/python -m pytest
@@ -60,4 +59,4 @@ bench: venv
 	$(BIN)/python benchmarks/generate.py
 
 clean-lake:
-	rm -rf $(LAKE)
+	rm -rf $(LAKE) .precis

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import textwrap
+import time
 from datetime import date
 from pathlib import Path
 
@@ -26,6 +27,8 @@ EPILOG = textwrap.dedent(
       precis sql "select count(*) from bronze.reviews"
       precis train ranker && precis train ranker --untrained
       precis job description_delta && precis job evaluate_ranking
+      precis run --date 2026-11-21          # the whole daily DAG through Airflow
+      precis evaluate --date 2026-11-21     # report: <lake>/_reports/<ds>/report.md
       precis rerank "led christmas lights" PRODUCT_ID PRODUCT_ID ...
     """
 )
@@ -91,10 +94,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--untrained", action="store_true",
                        help="export the same architecture with an untrained head (the evaluation baseline)")
     train.add_argument("--max-steps", type=int, default=None, help="stop after N optimisation steps")
+    train.add_argument("--if-missing", action="store_true", help="do nothing when a ranker of this kind exists")
 
     job = sub.add_parser("job", help="run one job of the daily pipeline")
-    job.add_argument("name", choices=sorted(JOBS), help="the job")
+    job.add_argument("name", choices=_job_names(), metavar="NAME",
+                     help="the step: " + ", ".join(_job_names()))
     job.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
+
+    run = sub.add_parser(
+        "run", help="run the whole daily DAG through Airflow (dag.test, SQLite metadata in the state folder)",
+        description="Runs the real DAG file dags/precis_daily.py in this process with Airflow's dag.test: "
+        "ingest -> gate_bronze -> filter_reviews, description_delta -> gate_silver -> generate_* -> gate_gold "
+        "-> publish -> evaluate_ranking, evaluate_generation -> report. Exits 1 naming the failed task.",
+    )
+    run.add_argument("--date", type=_valid_date, default=None, help="logical date ds (default: today)")
+    run.add_argument("--dag", default="precis_daily", help="DAG id (default precis_daily; or precis_training)")
+
+    ev = sub.add_parser("evaluate", help="evaluate ranking and generation, and write the Markdown + PNG report")
+    ev.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
+    ev.add_argument("--report-only", action="store_true", help="only write the report from the eval tables")
 
     rr = sub.add_parser("rerank", help="online rerank of candidates on title + precomputed summary")
     rr.add_argument("query")
@@ -172,6 +190,9 @@ def cmd_sql(cfg: PrecisConfig, args: argparse.Namespace) -> int:
         raise SystemExit("precis sql: give either a QUERY or -f FILE")
     query = args.file.read_text() if args.file else args.query
     df = run_sql(Lake(cfg), query)
+    if df.empty:
+        print(f"(no rows; columns: {', '.join(map(str, df.columns))})")
+        return 0
     with pd.option_context("display.max_columns", 50, "display.width", 200, "display.max_colwidth", 60):
         print(df.head(args.max_rows).to_string(index=False, max_colwidth=100))
     if len(df) > args.max_rows:
@@ -185,6 +206,13 @@ def cmd_train(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     from jobs.lake import Lake
     from jobs.ranking import train_ranker
 
+    if args.if_missing:
+        from ranker import registry
+
+        existing = registry.latest(cfg.ranker_dir, "untrained" if args.untrained else "trained")
+        if existing is not None:
+            print(f"ranker exists: {existing} (--if-missing: nothing to do)")
+            return 0
     folder = train_ranker(Lake(cfg), untrained=args.untrained, max_steps=args.max_steps)
     manifest = json.loads((folder / "ranker.json").read_text())
     print(f"ranker {manifest['version']} ({manifest['kind']}) -> {folder}")
@@ -193,53 +221,50 @@ def cmd_train(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-def _job_description_delta(lake, ds: str) -> None:
-    from jobs.ranking import description_delta
+def _job_names() -> list[str]:
+    from jobs.pipeline import STEPS
 
-    print(description_delta(lake, ds).text())
-
-
-def _job_evaluate_ranking(lake, ds: str) -> None:
-    from jobs.ranking import evaluate_ranking, format_metrics
-
-    print(format_metrics(evaluate_ranking(lake, ds)))
-
-
-def _job_filter_reviews(lake, ds: str) -> None:
-    from jobs.features import filter_reviews
-
-    counts = filter_reviews(lake, ds)
-    print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
-
-
-def _generation_job(name: str):
-    def run(lake, ds: str) -> None:
-        from jobs.features import generate
-
-        print(generate(lake, name, ds).line())
-
-    return run
-
-
-def _all_jobs() -> dict:
-    from jobs.features import ORDER
-
-    jobs = {
-        "filter_reviews": _job_filter_reviews,
-        "description_delta": _job_description_delta,
-        "evaluate_ranking": _job_evaluate_ranking,
-    }
-    jobs.update({f"generate_{name}": _generation_job(name) for name in ORDER})
-    return jobs
-
-
-JOBS = _all_jobs()
+    return list(STEPS)
 
 
 def cmd_job(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     from jobs.lake import Lake
+    from jobs.pipeline import STEPS
 
-    JOBS[args.name](Lake(cfg), args.date or _today())
+    print(STEPS[args.name](Lake(cfg), args.date or _today()))
+    return 0
+
+
+def cmd_run(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from jobs.orchestration import run_dag
+
+    ds = args.date or _today()
+    started = time.monotonic()
+    result = run_dag(cfg, args.dag, ds, args.config)
+    width = max(len(t) for t, _ in result.tasks)
+    print(f"\n{result.dag_id} ds={ds}: {result.state} in {time.monotonic() - started:.0f} s")
+    for task, state in result.tasks:
+        print(f"  {task:<{width}}  {state}")
+    if result.failed or result.state != "success":
+        names = ", ".join(result.failed) or "(see the log above)"
+        print(f"precis: error: {result.dag_id} failed at task {names}", file=sys.stderr)
+        return 1
+    print(f"report: {Path(cfg.report_dir(ds)) / 'report.md'}")
+    return 0
+
+
+def cmd_evaluate(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from jobs.lake import Lake
+    from jobs.pipeline import STEPS
+
+    lake, ds = Lake(cfg), args.date or _today()
+    if not args.report_only:
+        for step in ("evaluate_ranking", "evaluate_generation"):
+            try:
+                print(STEPS[step](lake, ds))
+            except FileNotFoundError as exc:
+                print(f"{step}: skipped ({exc})")
+    print(STEPS["report"](lake, ds))
     return 0
 
 
@@ -295,6 +320,8 @@ COMMANDS = {
     "sql": cmd_sql,
     "train": cmd_train,
     "job": cmd_job,
+    "run": cmd_run,
+    "evaluate": cmd_evaluate,
     "rerank": cmd_rerank,
     "lookup": cmd_lookup,
 }
@@ -306,11 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     from generator.models import ModelNotFound
     from jobs.ingest.sources import IngestError
     from jobs.lake import LakeError
+    from jobs.publish import PublishRefused
+    from jobs.quality import QualityGateFailed
 
     try:
         cfg = load_config(args.config, lake=args.lake)
         return COMMANDS[args.command](cfg, args)
-    except (ConfigError, IngestError, LakeError, ModelNotFound, FileNotFoundError) as exc:
+    except (ConfigError, IngestError, LakeError, ModelNotFound, FileNotFoundError, QualityGateFailed, PublishRefused) as exc:
         print(f"precis: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

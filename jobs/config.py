@@ -151,6 +151,62 @@ class GenerationConfig(_Section):
     history_k: int = Field(default=3, ge=1, description="RPO: history items retrieved per rewrite.")
 
 
+class ReviewInput(_Section):
+    path: str = Field(description="A file or glob of Amazon Reviews JSON lines (.gz ok), relative to the working directory.")
+    category: str | None = Field(default=None, description="Category recorded on every review of these files.")
+
+
+class RelevanceInput(_Section):
+    paths: list[str] = Field(description="Files or globs ingested together (ESCI examples need their products file).")
+    format: Literal["crowdflower", "esci"] = Field(description="The source format.")
+
+
+class InputsConfig(_Section):
+    """What the daily DAG's `ingest` task loads. Re-ingesting a file adds nothing, so listing
+    every file (or a glob over an inbox folder) ingests exactly the new ones."""
+
+    reviews: list[ReviewInput] = Field(default_factory=list, description="Review files, with their category.")
+    relevance: list[RelevanceInput] = Field(default_factory=list, description="Relevance judgment sources.")
+
+
+class QualityConfig(_Section):
+    """The Great Expectations gates. A failing gate stops the daily DAG before publish."""
+
+    engine: Literal["pandas", "spark"] = Field(
+        default="pandas",
+        description="Where expectations are computed: `pandas` reads the run's partition through delta-rs "
+        "(fast for a daily partition on one machine); `spark` validates Spark DataFrames (cluster scale).",
+    )
+    max_quarantine_share: float = Field(
+        default=0.1, ge=0, le=1,
+        description="Bronze gate: at most this share of a run's input records may be quarantined.",
+    )
+    max_failure_share: float = Field(
+        default=0.25, ge=0, le=1,
+        description="Gold gate: at most this share of a task's generations in a run may fail validation.",
+    )
+    min_text_chars: int = Field(default=3, ge=0, description="Shortest accepted generated text.")
+    max_text_chars: int = Field(default=4000, ge=1, description="Longest accepted generated text.")
+
+
+class OrchestrationConfig(_Section):
+    """How the Airflow DAGs run their tasks."""
+
+    state_dir: str = Field(
+        default=".precis",
+        description="Local state of `precis run`: the Airflow home and its SQLite metadata database.",
+    )
+    retries: int = Field(default=2, ge=0, description="Retries of a failed task (quality gates never retry).")
+    retry_delay_s: float = Field(default=10, ge=0, description="First retry delay; doubles each retry (exponential backoff).")
+    spark_conn_id: str = Field(
+        default="spark_default",
+        description="Airflow connection of SparkSubmitOperator, used when spark.master is not local[...].",
+    )
+    report_dir: str | None = Field(
+        default=None, description="Where `precis evaluate` writes its report; default <lake>/_reports/<ds>."
+    )
+
+
 class PrecisConfig(_Section):
     lake: LakeConfig = Field(default_factory=LakeConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -159,6 +215,9 @@ class PrecisConfig(_Section):
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    inputs: InputsConfig = Field(default_factory=InputsConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     source: str = Field(default="<defaults>", exclude=True, description="Where this config came from.")
 
     @property
@@ -173,6 +232,15 @@ class PrecisConfig(_Section):
         if self.ranker.artifacts_dir:
             return Path(self.ranker.artifacts_dir).expanduser().resolve()
         return Path(self.lake_root) / "_artifacts" / "ranker"
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.orchestration.state_dir).expanduser().resolve()
+
+    def report_dir(self, ds: str) -> str:
+        if self.orchestration.report_dir:
+            return str(Path(self.orchestration.report_dir).expanduser().resolve() / ds)
+        return f"{self.lake_root}/_reports/{ds}"
 
     @property
     def cache_dir(self) -> Path:

@@ -1,8 +1,9 @@
-"""What online rankers read: each product's title and current precomputed summary.
+"""What online rankers read: each product's title and its published summary.
 
 Reads go through delta-rs with a filter on the ids asked for (no Spark session), so a lookup or
-rerank answers in well under a second. Until a summary table is published, products are served
-on their title alone.
+rerank answers in well under a second. Summaries come from `serving.product_summaries`, which
+publish replaces in one commit; each read pins one version of it. A product without a published
+summary is served on its title alone.
 """
 
 from __future__ import annotations
@@ -10,17 +11,30 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from jobs.lake import Lake
+from jobs.lake.tables import SERVING_PRODUCT_SUMMARIES
 from ranker.rerank import ProductView
-
-SUMMARY_TABLE = "gold.product_summaries"
 
 
 def product_views(lake: Lake, product_ids: Sequence[str]) -> dict[str, ProductView]:
     ids = sorted(set(product_ids))
     if not ids or not lake.exists("bronze.products"):
         return {}
-    rows = lake.delta_table("bronze.products").to_pyarrow_table(
+    titles = lake.delta_table("bronze.products").to_pyarrow_table(
         columns=["product_id", "title"], filters=[("product_id", "in", ids)]
     ).to_pylist()
-    # TODO(issue 4/6): read the published summary of each product from the serving version.
-    return {r["product_id"]: ProductView(r["product_id"], r["title"]) for r in rows}
+    summaries: dict[str, dict] = {}
+    if lake.exists(SERVING_PRODUCT_SUMMARIES):
+        serving = lake.delta_table(SERVING_PRODUCT_SUMMARIES)
+        version = serving.version()
+        for r in serving.to_pyarrow_table(
+            columns=["product_id", "summary", "model_id", "adapter_version", "published_ds"],
+            filters=[("product_id", "in", ids)],
+        ).to_pylist():
+            r["source"] = (f"serving.product_summaries v{version} (published {r['published_ds']}; "
+                           f"{r['model_id']}/{r['adapter_version']})")
+            summaries[r["product_id"]] = r
+    views = {}
+    for r in titles:
+        s = summaries.get(r["product_id"])
+        views[r["product_id"]] = ProductView(r["product_id"], r["title"], s and s["summary"], s and s["source"])
+    return views

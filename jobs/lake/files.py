@@ -124,6 +124,7 @@ def write_partition_files(
         name = f"part-{uuid.uuid4().hex}-c000.snappy.parquet"
         if partition_col is None:
             rel = name
+            fs.create_dir(root, recursive=True)  # a first write to an unpartitioned table
         else:
             folder = quote(key if key is not None else NULL_PARTITION, safe="")
             rel = f"{partition_col}={folder}/{name}"

@@ -168,7 +168,22 @@ class Lake:
             raise ValueError(f"{spec.qualified_name} is not partitioned by ds; use merge or append")
         from pyspark.sql import functions as F
 
-        return self.engine.replace_partition(spec, df.withColumn("ds", F.lit(ds)), ds)
+        df = df.withColumn("ds", F.lit(ds))
+        if self.exists(spec):
+            stored = self.read(spec).where(F.col("ds") == ds)
+            if _fingerprint(stored, spec) == _fingerprint(df, spec):
+                log.info("%s: partition ds=%s unchanged; nothing to commit", spec.qualified_name, ds)
+                return WriteResult(spec.qualified_name, 0, 0, 0, self.delta_table(spec).version(), False)
+        return self.engine.replace_partition(spec, df, ds)
+
+    def replace_table(self, table: str | TableSpec, df: "DataFrame") -> WriteResult:
+        """Replace the whole table with `df` in one commit (readers see the old or the new rows,
+        never a mix); commits nothing when the content is unchanged."""
+        spec = get_table(table) if isinstance(table, str) else table
+        if self.exists(spec) and _fingerprint(self.read(spec), spec) == _fingerprint(df, spec):
+            log.info("%s: unchanged; nothing to commit", spec.qualified_name)
+            return WriteResult(spec.qualified_name, 0, 0, 0, self.delta_table(spec).version(), False)
+        return self.engine.replace_table(spec, df)
 
     def append(self, table: str | TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:
         spec = get_table(table) if isinstance(table, str) else table
@@ -195,11 +210,24 @@ class _Engine:
     def replace_partition(self, spec: TableSpec, df: "DataFrame", ds: str) -> WriteResult:
         raise NotImplementedError
 
+    def replace_table(self, spec: TableSpec, df: "DataFrame") -> WriteResult:
+        raise NotImplementedError
+
     def append(self, spec: TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:
         raise NotImplementedError
 
     def merge(self, spec: TableSpec, df: "DataFrame", when_matched: str) -> WriteResult:
         raise NotImplementedError
+
+
+def _fingerprint(df: "DataFrame", spec: TableSpec) -> tuple:
+    """(rows, order-independent sum of content hashes): equal for two DataFrames with the same rows
+    but for the columns in `content_ignore`. Summed as decimals, which cannot overflow."""
+    from pyspark.sql import functions as F
+
+    h = F.xxhash64(*[F.col(c) for c in spec.content_columns]).cast("decimal(38,0)")
+    row = df.agg(F.count(F.lit(1)).alias("n"), F.sum(h).alias("h")).first()
+    return int(row["n"]), row["h"]
 
 
 def _content_hash(df: "DataFrame", spec: TableSpec) -> "DataFrame":
@@ -289,6 +317,12 @@ class DeltaRsEngine(_Engine):
             live = pa.table(self.lake.delta_table(spec).get_add_actions(flatten=True))
             removed = sum(1 for v in live.column("partition.ds").to_pylist() if v == ds)
         version = self._commit(spec, actions, "overwrite", partition_filters=[("ds", "=", ds)])
+        return WriteResult(spec.qualified_name, self._rows(actions), len(actions), removed, version, True)
+
+    def replace_table(self, spec: TableSpec, df: "DataFrame") -> WriteResult:
+        actions = self._write_files(spec, df)
+        removed = len(self.lake.delta_table(spec).file_uris()) if self.lake.exists(spec) else 0
+        version = self._commit(spec, actions, "overwrite")
         return WriteResult(spec.qualified_name, self._rows(actions), len(actions), removed, version, True)
 
     def append(self, spec: TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:
@@ -411,6 +445,11 @@ class SparkDeltaEngine(_Engine):
             .option("replaceWhere", f"ds = '{ds}'")
             .save(self.lake.path(spec))
         )
+        return WriteResult(spec.qualified_name, None, None, None, self._version(spec), True)
+
+    def replace_table(self, spec: TableSpec, df: "DataFrame") -> WriteResult:
+        self._ensure(spec)
+        df.select(*spec.schema.names).write.format("delta").mode("overwrite").save(self.lake.path(spec))
         return WriteResult(spec.qualified_name, None, None, None, self._version(spec), True)
 
     def append(self, spec: TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:

@@ -396,3 +396,69 @@ SILVER_GENERATION_FAILURES = register(
         ),
     )
 )
+
+
+# ---------------------------------------------------------------- quality, evaluation, serving
+EVAL_QUALITY_RESULTS = register(
+    TableSpec(
+        layer="eval",
+        name="quality_results",
+        keys=("ds", "layer", "table_name", "expectation", "column_name"),
+        description="Every Great Expectations outcome of the daily quality gates.",
+        schema=pa.schema(
+            [
+                _f("ds", pa.string(), False),
+                _f("layer", pa.string(), False),  # bronze | silver | gold
+                _f("table_name", pa.string(), False),  # layer.name, or bronze.intake / gold.generation
+                _f("expectation", pa.string(), False),  # e.g. expect_column_values_to_be_between
+                _f("column_name", pa.string(), False),  # column(s), or * for table-level expectations
+                _f("success", pa.bool_(), False),
+                _f("observed", pa.string()),  # JSON: unexpected count and examples, or the observed value
+            ]
+        ),
+    )
+)
+
+EVAL_GENERATION_METRICS = register(
+    TableSpec(
+        layer="eval",
+        name="generation_metrics",
+        keys=("task", "model_id", "adapter_version", "metric"),
+        description="Per task and generator: validity rate, output lengths, ROUGE-L against the teacher, rating errors.",
+        schema=pa.schema(
+            [
+                _f("task", pa.string(), False),
+                _f("model_id", pa.string(), False),
+                _f("adapter_version", pa.string(), False),
+                _f("metric", pa.string(), False),  # validity | mean_chars | p95_chars | rouge_l | mae | rmse | ...
+                _f("value", pa.float64()),
+                _f("n", pa.int64(), False),  # rows the metric is computed over
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)
+
+SERVING_PRODUCT_SUMMARIES = register(
+    TableSpec(
+        layer="serving",
+        name="product_summaries",
+        keys=("product_id",),
+        partition_by=(),
+        description="What online rankers read: each product's current summary. Replaced in one commit by publish.",
+        content_ignore=("published_at", "published_ds"),
+        schema=pa.schema(
+            [
+                _f("product_id", pa.string(), False),
+                _f("summary", pa.string(), False),
+                _f("model_id", pa.string(), False),
+                _f("adapter_version", pa.string(), False),
+                _f("prompt_version", pa.string(), False),
+                _f("input_hash", pa.string(), False),
+                _f("generated_at", UTC_TS, False),
+                _f("published_ds", pa.string(), False),  # the run that published this serving version
+                _f("published_at", UTC_TS, False),
+            ]
+        ),
+    )
+)

@@ -36,9 +36,12 @@ def test_replace_partition_replaces_only_that_partition_and_is_idempotent(lake, 
     expected = [("a", 10, None, "2024-01-01"), ("c", 3, None, "2024-01-02")]
     assert table(lake) == expected
     v = lake.delta_table(KV).version()
-    lake.replace_partition(KV, frame(spark, [("a", 10, None)]), "2024-01-01")
-    assert table(lake) == expected  # a re-run replaces, never appends twice
-    assert lake.delta_table(KV).version() == v + 1  # in exactly one commit
+    again = lake.replace_partition(KV, frame(spark, [("a", 10, None)]), "2024-01-01")
+    assert table(lake) == expected  # a re-run never appends twice
+    assert not again.committed and lake.delta_table(KV).version() == v  # same content: no commit at all
+    changed = lake.replace_partition(KV, frame(spark, [("a", 11, None)]), "2024-01-01")
+    assert changed.committed and lake.delta_table(KV).version() == v + 1  # in exactly one commit
+    expected = [("a", 11, None, "2024-01-01"), ("c", 3, None, "2024-01-02")]
     # Spark and delta-rs agree on the snapshot
     assert sorted(tuple(r) for r in lake.read(KV).collect()) == expected
 
@@ -148,3 +151,27 @@ def test_merge_into_an_empty_table(lake, spark):
     assert lake.merge(KV, frame(spark, [("a", 1, None)])).committed
     assert lake.merge(KV, frame(spark, [("b", 2, None)]), when_matched="ignore").committed
     assert [r[0] for r in table(lake)] == ["a", "b"]
+
+
+def test_replace_table_is_one_commit_and_readers_never_see_a_mix(lake, spark):
+    old = [(f"k{i}", 1, "old") for i in range(40)]
+    new = [(f"k{i}", 2, "new") for i in range(0, 40, 2)]
+    lake.replace_table(KV, frame(spark, old).repartition(4))
+    v = lake.delta_table(KV).version()
+    assert not lake.replace_table(KV, frame(spark, old).repartition(3)).committed  # same rows: no commit
+    seen, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            seen.append(tuple(sorted({r["note"] for r in lake.read_arrow(KV).to_pylist()})))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        r = lake.replace_table(KV, frame(spark, new).repartition(4))
+    finally:
+        stop.set()
+        t.join()
+    assert r.committed and r.version == v + 1 and r.files_removed >= 1
+    assert [x[1] for x in table(lake)] == [2] * 20
+    assert seen and set(seen) <= {("old",), ("new",)}  # each read is one snapshot, never a mix

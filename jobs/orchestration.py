@@ -1,0 +1,176 @@
+"""Airflow wiring shared by the DAG files and `precis run`.
+
+`step_task` is the one factory every DAG task goes through. On the embedded default
+(`spark.master: local[...]`) a task runs its step in the worker's own process (a PythonOperator,
+so `precis run` keeps one Spark session for the whole DAG). When the configuration names a
+cluster master it is a SparkSubmitOperator that runs `precis job STEP --date {{ ds }}` through
+spark-submit. Either way the step is the same function in `jobs.pipeline`.
+
+`run_dag` is `precis run`: it points Airflow at a SQLite metadata database in the state folder,
+loads the real DAG files, runs one DAG run with `dag.test()` and reports each task's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from jobs.config import PrecisConfig, load_config
+
+log = logging.getLogger(__name__)
+
+DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
+NO_RETRY = ("gate_", "publish", "promote")  # a failed gate or a refused publish is not transient
+
+
+# ------------------------------------------------------------------ task factory (used by dags/)
+def dag_config() -> PrecisConfig:
+    """The configuration the DAG files are parsed with: $PRECIS_CONFIG, else conf/local.yaml."""
+    return load_config(None)
+
+
+def default_args(cfg: PrecisConfig) -> dict:
+    o = cfg.orchestration
+    return {
+        "owner": "precis",
+        "retries": o.retries,
+        "retry_delay": timedelta(seconds=o.retry_delay_s),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=30),
+        # a skipped step (no ranker yet) does not block what follows; a failed one does
+        "trigger_rule": "none_failed",
+    }
+
+
+def is_local(cfg: PrecisConfig) -> bool:
+    return cfg.spark.master.startswith("local")
+
+
+def step_task(step: str, cfg: PrecisConfig):
+    """The Airflow task that runs `jobs.pipeline.STEPS[step]` for {{ ds }}."""
+    retries = 0 if step.startswith(NO_RETRY) else cfg.orchestration.retries
+    if is_local(cfg):
+        from airflow.providers.standard.operators.python import PythonOperator
+
+        return PythonOperator(task_id=step, python_callable=run_in_process, op_kwargs={"step": step},
+                              retries=retries)
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    return SparkSubmitOperator(
+        task_id=step,
+        application=str(Path(__file__).resolve().parent / "submit.py"),
+        application_args=["job", step, "--date", "{{ ds }}"],
+        conn_id=cfg.orchestration.spark_conn_id,
+        name=f"precis-{step}",
+        conf={"spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions)},
+        retries=retries,
+    )
+
+
+def run_in_process(step: str, ds: str | None = None, **_) -> str:
+    """Body of an in-process task: run the step, turning expected stops into Airflow outcomes."""
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from jobs.pipeline import NoRanker, STEPS
+    from jobs.publish import PublishRefused
+    from jobs.quality import QualityGateFailed
+
+    started = time.monotonic()
+    print(f"[precis] {step} ds={ds} ...", flush=True)
+    try:
+        from jobs.lake import Lake
+
+        summary = STEPS[step](Lake(load_config(None)), ds)
+    except (QualityGateFailed, PublishRefused) as exc:
+        print(f"[precis] {step} FAILED: {exc}", flush=True)
+        raise AirflowFailException(str(exc)) from None
+    except NoRanker as exc:
+        print(f"[precis] {step} skipped: {exc}", flush=True)
+        raise AirflowSkipException(str(exc)) from None
+    print(f"{summary}\n[precis] {step} done in {time.monotonic() - started:.1f} s", flush=True)
+    return summary
+
+
+# ------------------------------------------------------------------ precis run
+@dataclass
+class RunResult:
+    dag_id: str
+    ds: str
+    state: str
+    tasks: list[tuple[str, str]]  # (task_id, state) in DAG order
+
+    @property
+    def failed(self) -> list[str]:
+        return [t for t, s in self.tasks if s == "failed"]
+
+
+def airflow_env(cfg: PrecisConfig, config_path: str | None) -> dict[str, str]:
+    """Environment that makes Airflow use the state folder, and tasks use this configuration."""
+    home = cfg.state_dir / "airflow"
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "GX_ANALYTICS_ENABLED": "false",
+        "PRECIS__LAKE__ROOT": cfg.lake_root,
+    }
+    source = config_path or (cfg.source if cfg.source != "<defaults>" else None)
+    if source:
+        env["PRECIS_CONFIG"] = str(Path(source).resolve())
+    return env
+
+
+def prepare_airflow(cfg: PrecisConfig, config_path: str | None) -> None:
+    """Set the environment and create the metadata database once (before Airflow is imported)."""
+    if "airflow" in sys.modules and os.environ.get("AIRFLOW_HOME") != str(cfg.state_dir / "airflow"):
+        log.warning("airflow was imported before its environment was set; settings may not apply")
+    os.environ.update(airflow_env(cfg, config_path))
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    from airflow import settings
+    from airflow.utils import db
+
+    settings.configure_orm()
+    if not (home / "airflow.db").exists() or not _db_ready():
+        log.info("creating the Airflow metadata database in %s", home)
+        db.initdb()
+
+
+def _db_ready() -> bool:
+    from sqlalchemy import inspect
+
+    from airflow import settings
+
+    return inspect(settings.engine).has_table("dag_run")
+
+
+def load_dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(DAGS_FOLDER))
+    if bag.import_errors:
+        errors = "\n".join(f"  {f}: {e.strip().splitlines()[-1]}" for f, e in bag.import_errors.items())
+        raise RuntimeError(f"DAG files failed to import:\n{errors}")
+    dag = bag.get_dag(dag_id)
+    if dag is None:
+        raise RuntimeError(f"no DAG '{dag_id}' in {DAGS_FOLDER}; found {', '.join(sorted(bag.dag_ids))}")
+    return dag
+
+
+def run_dag(cfg: PrecisConfig, dag_id: str, ds: str, config_path: str | None = None) -> RunResult:
+    prepare_airflow(cfg, config_path)
+    dag = load_dag(dag_id)
+    logical = datetime.fromisoformat(ds).replace(tzinfo=timezone.utc)
+    run = dag.test(logical_date=logical)
+    states = {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in run.get_task_instances()}
+    order = [t.task_id for t in dag.topological_sort()] if hasattr(dag, "topological_sort") else sorted(states)
+    state = str(run.state.value if hasattr(run.state, "value") else run.state)
+    return RunResult(dag_id, ds, state, [(t, states.get(t, "none")) for t in order])

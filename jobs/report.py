@@ -1,0 +1,181 @@
+"""`precis evaluate`: a Markdown report with PNG plots of the lake's evaluation tables.
+
+Sections: the quality gates of the day, the ranking table (variants x all/head/tail x NDCG@5 and
+R@90P), each variant's precision-recall curve with the 90%-precision line, the generation metrics
+(validity, lengths, ROUGE-L against the teacher where one labelled the inputs), output-length
+distributions, rating-prediction error against user-mean and item-mean baselines, the serving
+version, and the training runs when there are any.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from jobs.lake import Lake
+from jobs.lake import tables as T
+
+log = logging.getLogger(__name__)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _latest(df: pd.DataFrame, ds: str) -> pd.DataFrame:
+    """Rows of the newest `ds` partition on or before `ds`."""
+    if df.empty:
+        return df
+    upto = df[df.ds <= ds]
+    return upto[upto.ds == upto.ds.max()] if len(upto) else upto
+
+
+def _table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
+    if df.empty:
+        return "_(none)_\n"
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for row in df.itertuples(index=False):
+        cells = []
+        for v in row:
+            if isinstance(v, float):
+                cells.append("" if math.isnan(v) else floatfmt.format(v))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ranking_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    if metrics.empty:
+        return metrics
+    m = metrics.assign(col=metrics.metric.str.upper() + " " + metrics.split)
+    wide = m.pivot_table(index="variant", columns="col", values="value", aggfunc="first")
+    order = [f"{metric} {split}" for metric in ("NDCG@5", "R@90P") for split in ("all", "head", "tail")]
+    wide = wide[[c for c in order if c in wide.columns]].sort_values(wide.columns[0], ascending=False)
+    return wide.reset_index()
+
+
+def pr_curves(scores: pd.DataFrame, out: Path) -> Path | None:
+    from ranker.metrics import precision_recall_curve
+
+    if scores.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    top = scores.gain.max()
+    for variant, g in sorted(scores.groupby("variant")):
+        p, r, _ = precision_recall_curve(np.isclose(g.gain.to_numpy(), top), g.score.to_numpy())
+        ax.plot(r, p, label=variant, linewidth=1.2)
+    ax.axhline(0.9, color="black", linestyle="--", linewidth=0.8, label="90% precision")
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall per product-text variant", ylim=(0, 1.02))
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def length_plot(lake: Lake, out: Path) -> Path | None:
+    from jobs.evaluation import MAIN_TEXT
+
+    series = {}
+    for task, (name, col) in MAIN_TEXT.items():
+        spec = T.get_table(f"{'silver' if name == 'review_preferences' else 'gold'}.{name}")
+        if lake.exists(spec):
+            lengths = lake.read_pandas(spec, [col])[col].str.len()
+            if len(lengths):
+                series[task] = lengths.to_numpy()
+    if not series:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.boxplot(list(series.values()), orientation="horizontal")
+    ax.set_yticks(range(1, len(series) + 1), list(series))
+    ax.set(xlabel="characters", title="Generated text lengths per task")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def write_report(lake: Lake, ds: str) -> Path:
+    folder = Path(lake.cfg.report_dir(ds))
+    folder.mkdir(parents=True, exist_ok=True)
+    md = [f"# Precis evaluation report — ds {ds}\n\n", f"Lake: `{lake.root}`\n\n"]
+
+    quality = lake.read_pandas(T.EVAL_QUALITY_RESULTS)
+    quality = quality[quality.ds == ds]
+    md.append("## Quality gates\n\n")
+    if quality.empty:
+        md.append("_No gate ran for this date._\n")
+    else:
+        summary = quality.groupby("layer").agg(expectations=("success", "size"), passed=("success", "sum")).reset_index()
+        summary["result"] = np.where(summary.expectations == summary.passed, "PASSED", "FAILED")
+        md.append(_table(summary))
+        failed = quality[~quality.success][["table_name", "expectation", "column_name", "observed"]]
+        if len(failed):
+            md.append("\nFailed expectations:\n\n" + _table(failed))
+
+    md.append("\n## Ranking (cross-encoder on held-out queries)\n\n")
+    metrics = _latest(lake.read_pandas(T.EVAL_RANKING_METRICS), ds)
+    if metrics.empty:
+        md.append("_No ranking evaluation yet: train a ranker (`precis train ranker`) and run `evaluate_ranking`._\n")
+    else:
+        n_q = int(metrics.n_queries.max())
+        md.append(f"{metrics.ds.iloc[0]}, {n_q} queries, ranker {metrics.ranker_version.dropna().iloc[0] if metrics.ranker_version.notna().any() else '-'}\n\n")
+        md.append(_table(ranking_table(metrics)))
+        plot = pr_curves(_latest(lake.read_pandas(T.EVAL_RANKING_SCORES), ds), folder / "pr_curves.png")
+        if plot:
+            md.append(f"\n![precision-recall curves]({plot.name})\n")
+
+    md.append("\n## Generation\n\n")
+    gen = _latest(lake.read_pandas(T.EVAL_GENERATION_METRICS), ds)
+    if gen.empty:
+        md.append("_No generation metrics yet (`precis job evaluate_generation`)._\n")
+    else:
+        wide = gen[~gen.metric.str.contains("mae|rmse")].pivot_table(
+            index=["task", "adapter_version"], columns="metric", values="value", aggfunc="first").reset_index()
+        md.append(_table(wide, "{:.3f}"))
+        rating = gen[gen.metric.str.contains("mae|rmse")]
+        if len(rating):
+            md.append("\n### Rating prediction against baselines\n\n")
+            r = rating.pivot_table(index="adapter_version", columns="metric", values="value", aggfunc="first").reset_index()
+            md.append(_table(r, "{:.3f}"))
+            md.append(f"\n{int(rating.n.max())} (user, product) pairs with a known rating. Baselines: the user's "
+                      "(item's) mean rating over their other reviews.\n")
+    plot = length_plot(lake, folder / "lengths.png")
+    if plot:
+        md.append(f"\n![generated text lengths]({plot.name})\n")
+
+    md.append("\n## Serving\n\n")
+    if lake.exists(T.SERVING_PRODUCT_SUMMARIES):
+        dt = lake.delta_table(T.SERVING_PRODUCT_SUMMARIES)
+        s = dt.to_pyarrow_table(columns=["published_ds", "adapter_version"]).to_pandas()
+        md.append(f"Serving version {dt.version()}: {len(s)} products with a summary, published "
+                  f"{', '.join(sorted(s.published_ds.unique()))}; adapters {', '.join(sorted(s.adapter_version.unique()))}.\n")
+    else:
+        md.append("_Nothing published yet._\n")
+
+    runs_spec = T.TABLES.get("eval.training_runs")
+    if runs_spec is not None and lake.exists(runs_spec):
+        runs = lake.read_pandas(runs_spec)
+        if len(runs):
+            md.append("\n## Training runs\n\n")
+            cols = [c for c in ("run_id", "task", "method", "adapter_version", "steps", "reward_first10", "reward_last10",
+                                "eval_metric", "eval_value", "promoted") if c in runs.columns]
+            md.append(_table(runs[cols].tail(20), "{:.4f}"))
+
+    path = folder / "report.md"
+    path.write_text("".join(s if s.endswith("\n") else s + "\n" for s in md))
+    log.info("report written to %s", path)
+    return path

@@ -1,0 +1,52 @@
+"""Generation metrics and the evaluation report."""
+
+import pandas as pd
+import pytest
+
+from generator.metrics import rouge_l
+from jobs.evaluation import leave_one_out_means, rating_metrics
+
+
+def test_rouge_l_matches_hand_computed_values():
+    assert rouge_l("the cat sat on the mat", "the cat sat on the mat") == 1.0
+    assert rouge_l("", "anything") == 0.0
+    # LCS("a b c d", "a c d e") = 3 -> P = 3/4, R = 3/4
+    assert rouge_l("a b c d", "a c d e") == pytest.approx(0.75)
+    # LCS = 2 of 2 candidate and 4 reference tokens: P = 1, R = 0.5, F = 2/3
+    assert rouge_l("A, b!", "a x b y") == pytest.approx(2 / 3)
+
+
+def test_rating_baselines_are_leave_one_out():
+    reviews = pd.DataFrame({"user_id": ["u", "u", "v"], "product_id": ["a", "b", "a"], "rating": [5.0, 3.0, 1.0]})
+    loo = leave_one_out_means(reviews, "user_id").set_index(["user_id", "product_id"]).baseline
+    assert loo[("u", "a")] == 3.0 and loo[("u", "b")] == 5.0 and pd.isna(loo[("v", "a")])
+    pred = pd.DataFrame({"user_id": ["u", "v"], "product_id": ["a", "a"], "predicted_rating": [4, 1], "actual_rating": [5.0, 1.0]})
+    m = {name: v for name, v, _ in rating_metrics(pred, reviews)}
+    assert m["mae"] == pytest.approx(0.5) and m["rmse"] == pytest.approx((0.5) ** 0.5)
+    # user mean: u/a -> 3 (err 2); v has no other review -> global mean 3 (err 2)
+    assert m["user_mean_mae"] == pytest.approx(2.0)
+    # item mean: u/a -> v's 1 (err 4); v/a -> u's 5 (err 4)
+    assert m["item_mean_mae"] == pytest.approx(4.0)
+
+
+def test_evaluate_generation_and_report(generated_lake, tmp_path, spark):
+    import shutil
+
+    from jobs.evaluation import evaluate_generation
+    from jobs.report import write_report
+    from tests.conftest import SMALL_GENERATION, make_lake
+
+    lake0, _ = generated_lake
+    shutil.copytree(lake0.root, tmp_path / "lake")
+    lake = make_lake(tmp_path / "lake", spark, orchestration__report_dir=str(tmp_path / "reports"), **SMALL_GENERATION)
+    evaluate_generation(lake, "2024-05-01")
+    m = lake.read_pandas("eval.generation_metrics")
+    validity = m[m.metric == "validity"].set_index("task").value
+    assert set(validity.index) >= {"relsum", "sumforu_summary", "exp3rt_rating", "rpo"}
+    assert ((validity > 0) & (validity <= 1)).all()
+    assert (m[m.metric == "mean_chars"].value > 0).all()
+    path = write_report(lake, "2024-05-01")
+    text = path.read_text()
+    assert path == tmp_path / "reports" / "2024-05-01" / "report.md"
+    assert "## Generation" in text and "| relsum | base |" in text
+    assert (path.parent / "lengths.png").stat().st_size > 1000
