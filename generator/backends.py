@@ -72,6 +72,15 @@ def resolve_dtype(choice: str, device: str):
     return torch.bfloat16 if native is not None and native() else torch.float32
 
 
+def render_prompt(tokenizer, messages: Messages) -> str:
+    """The chat prompt as text. A final assistant message is a reply prefix the model continues
+    ("Rating:"), which keeps small models on the expected format. Training renders prompts with
+    this same function, so an adapter sees at inference exactly the prompts it was trained on."""
+    if messages and messages[-1]["role"] == "assistant":
+        return tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
 @dataclass
 class TransformersBackend:
     """Batched generation with transformers. `model_path` is a local folder (see generator.models)."""
@@ -108,11 +117,7 @@ class TransformersBackend:
         self.model = model.to(device).eval()
 
     def render(self, messages: Messages) -> str:
-        # A final assistant message is a reply prefix the model continues ("Rating:"), which keeps
-        # small models on the expected format.
-        if messages and messages[-1]["role"] == "assistant":
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, continue_final_message=True)
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_prompt(self.tokenizer, messages)
 
     def _batches(self, prompts: Sequence[Messages]):
         """(prompt indices, left-padded batch) in order of prompt length, so padding stays small."""
@@ -254,3 +259,56 @@ def load_backend(kind: str, model_path: str | Path, model_id: str, adapter_path:
     if kind == "vllm":
         return VLLMBackend(str(model_path), model_id, adapter_path, adapter_version, **options)
     raise ValueError(f"unknown generator backend '{kind}'; use transformers or vllm")
+
+
+@dataclass
+class OpenAICompatBackend:
+    """A teacher or judge behind an OpenAI-compatible HTTP endpoint (`/chat/completions`). The key
+    is read from an environment variable at call time and never stored in repr or logs."""
+
+    base_url: str
+    model_id: str
+    api_key_env: str = "PRECIS_TEACHER_API_KEY"
+    timeout_s: float = 120.0
+    adapter_version: str | None = None
+    stats: BackendStats = field(default_factory=BackendStats)
+
+    def _post(self, messages: Messages, max_tokens: int, temperature: float) -> dict:
+        import json
+        import os
+        import urllib.request
+
+        body = {"model": self.model_id, "messages": list(messages), "max_tokens": max_tokens, "temperature": temperature}
+        req = urllib.request.Request(self.base_url.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})
+        key = os.environ.get(self.api_key_env)
+        if key:
+            req.add_header("Authorization", f"Bearer {key}")
+        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            return json.loads(resp.read())
+
+    def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[Generation]:
+        out = []
+        for messages in prompts:
+            data = self._post(messages, params.max_new_tokens, params.temperature)
+            text = data["choices"][0]["message"]["content"] or ""
+            usage = data.get("usage") or {}
+            tokens = int(usage.get("completion_tokens", len(text.split())))
+            self.stats.prompts += 1
+            self.stats.completion_tokens += tokens
+            out.append(Generation(text, int(usage.get("prompt_tokens", 0)), tokens))
+        return out
+
+    def choose(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[str]:
+        """The first of `choices` the endpoint answers with (longest match first, so 10 beats 1)."""
+        import re
+
+        ordered = sorted(choices, key=len, reverse=True)
+        picks = []
+        for messages in prompts:
+            text = self._post(messages, 4, 0.0)["choices"][0]["message"]["content"] or ""
+            found = next((c for c in ordered if re.match(rf"\s*{re.escape(c)}\b", text)), None)
+            if found is None:
+                raise ValueError(f"endpoint answered {text[:40]!r}, none of {list(choices)}")
+            picks.append(found)
+        return picks

@@ -89,8 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tables", help="list every table in the lake with its row count and version")
 
-    train = sub.add_parser("train", help="train a model; today: the cross-encoder ranker")
-    train.add_argument("task", choices=["ranker"], help="what to train")
+    ad = sub.add_parser("adapters", help="list the adapter registry, or merge an adapter into a full model for vLLM")
+    ad.add_argument("action", choices=["list", "merge"])
+    ad.add_argument("task", nargs="?", help="registry task (relsum, sumforu_summary, exp3rt_preferences, rpo)")
+    ad.add_argument("version", nargs="?", default="latest", help="vNNNN (default: the newest ready version)")
+    ad.add_argument("--out", type=Path, help="merge: output folder (default <adapter>/merged)")
+
+    train = sub.add_parser(
+        "train", help="train the cross-encoder ranker, or a generator adapter (SFT, GRPO, DPO, RLAIF)",
+        description="ranker: fine-tune the cross-encoder and export ONNX. relsum|sumforu|exp3rt|rpo: train a LoRA "
+        "adapter of the generator with --method (relsum: sft|grpo|dpo; sumforu: sft|rlaif; exp3rt: sft; rpo: sft|grpo, "
+        "the 2-to-6-shot curriculum). Each run adds a version to the adapter registry, which generate_* jobs use, "
+        "and a row to eval.training_runs with its reward curve (PNG).",
+    )
+    train.add_argument("task", choices=["ranker", "relsum", "sumforu", "exp3rt", "rpo"], help="what to train")
+    train.add_argument("--method", choices=["sft", "grpo", "dpo", "rlaif"], help="generator tasks: the training method")
+    train.add_argument("--teacher-only", action="store_true", help="only label the training set with the teacher")
+    train.add_argument("--date", type=_valid_date, default=None, help="run date ds recorded with the run (default: today)")
     train.add_argument("--untrained", action="store_true",
                        help="export the same architecture with an untrained head (the evaluation baseline)")
     train.add_argument("--max-steps", type=int, default=None, help="stop after N optimisation steps")
@@ -180,6 +195,33 @@ def cmd_tables(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapters(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from training import registry
+
+    root = cfg.adapters_dir
+    if args.action == "list":
+        tasks = [args.task] if args.task else sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
+        if not tasks:
+            print(f"no adapters under {root} yet; run `precis train TASK --method ...`")
+        for task in tasks:
+            for folder in registry.versions(root, task):
+                m = registry.manifest(folder)
+                print(f"{task}/{folder.name}  {m.get('method'):<6} {m.get('status'):<9} parent={Path(m['parent_adapter']).name if m.get('parent_adapter') else '-'}"
+                      f"  examples={m.get('examples')}  {folder}")
+        return 0
+    if not args.task:
+        raise SystemExit("precis adapters merge: give the TASK (and optionally a VERSION)")
+    folder = registry.select(root, args.task, args.version)
+    if folder is None:
+        raise SystemExit(f"no ready adapter for {args.task} under {root}")
+    from generator.models import resolve
+
+    out = registry.merge(folder, registry.manifest(folder)["base_model"] or resolve(cfg.models.generator, cfg.cache_dir),
+                         args.out or folder / "merged")
+    print(f"merged {args.task}/{folder.name} into a full model: {out}")
+    return 0
+
+
 def cmd_sql(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     import pandas as pd
 
@@ -206,6 +248,18 @@ def cmd_train(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     from jobs.lake import Lake
     from jobs.ranking import train_ranker
 
+    if args.task != "ranker":
+        from jobs import training
+
+        lake, ds = Lake(cfg), args.date or _today()
+        if args.teacher_only:
+            out = training.build_teacher_set(lake, args.task, ds)
+            print(f"teacher labelled {len(out)} {args.task} inputs into silver.teacher_outputs")
+            return 0
+        if not args.method:
+            raise SystemExit(f"precis train {args.task}: give --method ({'|'.join(training.METHODS[args.task])})")
+        print(training.train_task(lake, args.task, args.method, ds, args.max_steps).text())
+        return 0
     if args.if_missing:
         from ranker import registry
 
@@ -318,6 +372,7 @@ COMMANDS = {
     "ingest": cmd_ingest,
     "tables": cmd_tables,
     "sql": cmd_sql,
+    "adapters": cmd_adapters,
     "train": cmd_train,
     "job": cmd_job,
     "run": cmd_run,

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ranker.config import CrossEncoderTrainConfig, ScorerConfig
+from training.config import TrainingConfig
 
 ENV_PREFIX = "PRECIS__"
 DEFAULT_CONFIG = Path("conf/local.yaml")
@@ -129,8 +130,11 @@ class FilterConfig(_Section):
 class GenerationConfig(_Section):
     backend: Literal["transformers", "vllm"] = Field(default="transformers", description="transformers (CPU or one GPU) or vllm (GPUs).")
     model: str | None = Field(default=None, description="Generator model; default models.generator.")
-    adapter: str | None = Field(default=None, description="A LoRA adapter folder to apply; none by default.")
-    adapter_version: str = Field(default="base", description="Recorded in every row; 'base' without an adapter.")
+    adapters: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per generation task (relsum, sumforu_summary, exp3rt_preferences, rpo, ...): `latest` (the "
+        "newest ready adapter in the registry; the default), `base` (no adapter) or a pinned version `v0003`.",
+    )
     batch_size: int = Field(default=8, ge=1, description="Prompts per generate() call.")
     threads: int = Field(default=1, ge=0, description="torch threads per Spark Python worker (0: torch decides).")
     dtype: Literal["auto", "float32", "bfloat16"] = Field(
@@ -216,6 +220,7 @@ class PrecisConfig(_Section):
     filter: FilterConfig = Field(default_factory=FilterConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     inputs: InputsConfig = Field(default_factory=InputsConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     source: str = Field(default="<defaults>", exclude=True, description="Where this config came from.")
@@ -232,6 +237,12 @@ class PrecisConfig(_Section):
         if self.ranker.artifacts_dir:
             return Path(self.ranker.artifacts_dir).expanduser().resolve()
         return Path(self.lake_root) / "_artifacts" / "ranker"
+
+    @property
+    def adapters_dir(self) -> Path:
+        if self.training.adapters_dir:
+            return Path(self.training.adapters_dir).expanduser().resolve()
+        return Path(self.lake_root) / "_artifacts" / "adapters"
 
     @property
     def state_dir(self) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
 
 from jobs.generation import BackendSettings, GenerationJob, GenerationReport, run_generation
 from jobs.lake import Lake
@@ -235,19 +234,25 @@ JOBS = {
 
 
 # ---------------------------------------------------------------- driver side: which rows, then generate
-def backend_settings(lake: Lake) -> BackendSettings:
+def backend_settings(lake: Lake, job: str) -> BackendSettings:
+    """The generator of one generation job (a key of JOBS): the configured model with the task's
+    adapter from the registry (`generation.adapters[<task>]`: latest, base or a pinned version)."""
     from generator.models import resolve
+    from training import registry
 
     g = lake.cfg.generation
     name = g.model or lake.cfg.models.generator
-    return BackendSettings(g.backend, resolve(name, lake.cfg.cache_dir), name, g.adapter, g.adapter_version,
-                           g.batch_size, g.threads, g.dtype)
+    task = JOBS[job].name
+    folder = registry.select(lake.cfg.adapters_dir, task, g.adapters.get(task, "latest"))
+    return BackendSettings(g.backend, resolve(name, lake.cfg.cache_dir), name, str(folder) if folder else None,
+                           folder.name if folder else registry.BASE, g.batch_size, g.threads, g.dtype)
 
 
-def _current(lake: Lake, table, settings: BackendSettings, task_name: str):
-    """Rows of a generated table made by the configured model, adapter and the task's current prompt."""
+def _current(lake: Lake, table, task_name: str):
+    """Rows of a generated table made by its job's configured model, adapter and current prompt."""
     from pyspark.sql import functions as F
 
+    settings = backend_settings(lake, task_name)
     version = JOBS[task_name].make_task().prompt_version
     return (lake.read(table).where(F.col("model_id") == settings.model_id)
             .where(F.col("adapter_version") == settings.adapter_version).where(F.col("prompt_version") == version))
@@ -298,7 +303,7 @@ def _relsum_inputs(lake: Lake):
             .select("product_id", "title", "description", F.lit(g.relsum_max_tokens).alias("max_tokens")))
 
 
-def build_inputs(lake: Lake, name: str, settings: BackendSettings):
+def build_inputs(lake: Lake, name: str):
     from pyspark.sql import functions as F
 
     g = lake.cfg.generation
@@ -308,7 +313,7 @@ def build_inputs(lake: Lake, name: str, settings: BackendSettings):
         return selected_users(lake).select("user_id", F.to_json("reviews").alias("history"))
     samples = latest(lake.read(T.SILVER_REVIEW_SAMPLES))
     if name == "persona_summaries":
-        personas = _current(lake, T.GOLD_PERSONAS, settings, "personas").select("user_id", "persona")
+        personas = _current(lake, T.GOLD_PERSONAS, "personas").select("user_id", "persona")
         sample = samples.groupBy("product_id").agg(
             F.to_json(F.sort_array(F.collect_list(F.struct("sample_rank", "rating", "title", "text")))).alias("sample"))
         return selected_pairs(lake).join(personas, "user_id").join(sample, "product_id")
@@ -318,7 +323,7 @@ def build_inputs(lake: Lake, name: str, settings: BackendSettings):
         item_reviews = samples.join(selected_products(lake).select("product_id"), "product_id").where(
             F.col("sample_rank") <= g.item_reviews).select("review_id", "user_id", "product_id", "rating", "title", "text")
         return user_reviews.unionByName(item_reviews).dropDuplicates(["review_id"])
-    prefs = _current(lake, T.SILVER_REVIEW_PREFERENCES, settings, "preferences")
+    prefs = _current(lake, T.SILVER_REVIEW_PREFERENCES, "preferences")
     if name in ("user_profiles", "item_profiles"):
         key = "user_id" if name == "user_profiles" else "product_id"
         scope = selected_users(lake).select("user_id") if key == "user_id" else selected_products(lake).select("product_id")
@@ -326,8 +331,8 @@ def build_inputs(lake: Lake, name: str, settings: BackendSettings):
             F.to_json(F.sort_array(F.collect_list(F.struct("review_id", "likes", "dislikes")))).alias("prefs"),
             F.count("*").alias("n"),
         ).withColumn("subject", F.lit("user" if key == "user_id" else "product"))
-    up = _current(lake, T.GOLD_USER_PROFILES, settings, "user_profiles").select("user_id", F.col("profile").alias("user_profile"))
-    ip = _current(lake, T.GOLD_ITEM_PROFILES, settings, "item_profiles").select("product_id", F.col("profile").alias("item_profile"))
+    up = _current(lake, T.GOLD_USER_PROFILES, "user_profiles").select("user_id", F.col("profile").alias("user_profile"))
+    ip = _current(lake, T.GOLD_ITEM_PROFILES, "item_profiles").select("product_id", F.col("profile").alias("item_profile"))
     if name == "ratings":
         actual = lake.read("bronze.reviews").groupBy("user_id", "product_id").agg(F.avg("rating").alias("actual_rating"))
         return selected_pairs(lake).join(up, "user_id").join(ip, "product_id").join(actual, ["user_id", "product_id"], "left")
@@ -342,8 +347,8 @@ ORDER = ("relsum", "personas", "persona_summaries", "preferences", "user_profile
 
 
 def generate(lake: Lake, name: str, ds: str) -> GenerationReport:
-    settings = backend_settings(lake)
+    settings = backend_settings(lake, name)
     job = JOBS[name]
-    inputs = build_inputs(lake, name, settings)
+    inputs = build_inputs(lake, name)
     g = lake.cfg.generation
     return run_generation(lake, job, inputs, ds, settings, g.chunk_size, g.max_attempts)

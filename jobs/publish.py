@@ -55,7 +55,7 @@ def publish(lake: Lake, ds: str) -> PublishReport:
         raise PublishRefused(
             f"the gold quality gate has not passed for ds={ds}; run `precis job gate_gold --date {ds}` "
             "and fix what it reports before publishing")
-    settings = backend_settings(lake)
+    settings = backend_settings(lake, "relsum")
     prompt = JOBS["relsum"].make_task().prompt_version
     gold = lake.read(T.GOLD_PRODUCT_SUMMARIES)
     current = ((F.col("model_id") == settings.model_id) & (F.col("adapter_version") == settings.adapter_version)

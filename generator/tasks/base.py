@@ -121,7 +121,8 @@ def run_task(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], att
                 last_reason[i] = str(exc)
                 still.append(i)
                 continue
-            results[i] = TaskResult("ok", value, g.text, None, attempt, tokens[i])
+            # raw = the whole completion after any reply prefix, score included: a teacher's SFT target
+            results[i] = TaskResult("ok", value, text[len(task.reply_prefix):], None, attempt, tokens[i])
         pending = still
     for i in pending:
         results[i] = TaskResult("failed", None, last_raw[i], last_reason[i], limit, tokens[i])

@@ -462,3 +462,59 @@ SERVING_PRODUCT_SUMMARIES = register(
         ),
     )
 )
+
+SILVER_TEACHER_OUTPUTS = register(
+    TableSpec(
+        layer="silver",
+        name="teacher_outputs",
+        keys=("task", "input_hash", "teacher_id", "prompt_version"),
+        description="Teacher-labelled training targets (validated by the task's parser), per task and teacher.",
+        content_ignore=("ds", "labelled_at"),
+        schema=pa.schema(
+            [
+                _f("task", pa.string(), False),
+                _f("input_hash", pa.string(), False),
+                _f("inputs", pa.string(), False),  # the prepared inputs as JSON
+                _f("output_text", pa.string(), False),
+                _f("teacher_id", pa.string(), False),
+                _f("prompt_version", pa.string(), False),
+                _f("labelled_at", UTC_TS, False),
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)
+
+EVAL_TRAINING_RUNS = register(
+    TableSpec(
+        layer="eval",
+        name="training_runs",
+        keys=("run_id",),
+        description="One row per training run: what was trained, on what, its curve and the promotion decision.",
+        schema=pa.schema(
+            [
+                _f("run_id", pa.string(), False),  # <task>/<adapter version>
+                _f("task", pa.string(), False),
+                _f("method", pa.string(), False),  # sft | grpo | dpo | rlaif
+                _f("adapter_version", pa.string(), False),
+                _f("parent_adapter", pa.string()),
+                _f("base_model", pa.string(), False),
+                _f("examples", pa.int64(), False),
+                _f("steps", pa.int64(), False),
+                _f("seconds", pa.float64(), False),
+                _f("reward_first10", pa.float64()),  # mean reward of the first 10 logged steps (RL)
+                _f("reward_last10", pa.float64()),
+                _f("loss_first10", pa.float64()),
+                _f("loss_last10", pa.float64()),
+                _f("reward_share", pa.float64()),  # share of the run's time spent computing rewards
+                _f("eval_metric", pa.string()),
+                _f("eval_value", pa.float64()),
+                _f("baseline_value", pa.float64()),  # the current adapter's (or base model's) value
+                _f("promoted", pa.bool_()),
+                _f("curve_png", pa.string()),
+                _f("data_snapshot", pa.string()),  # JSON: table versions and row counts read
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)

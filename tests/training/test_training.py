@@ -1,0 +1,140 @@
+"""Every training method runs a few real steps on the sample data (SmolLM2-135M, LoRA, trl on CPU),
+registers an adapter, records its run, and the generation job then loads that adapter."""
+
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from tests.conftest import SMALL_GENERATION, make_lake
+from training.rpo import curriculum_rows, k_at
+
+TINY = {
+    **SMALL_GENERATION,
+    "generation__relsum_max_tokens": "16",
+    "training__train__max_examples": "3",
+    "training__train__batch_size": "1",
+    "training__train__num_generations": "2",
+    "training__train__max_completion_length": "8",
+    "training__train__max_steps": "2",
+    "training__train__dpo_candidates": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def train_lake(generated_lake, tmp_path_factory, spark):
+    from jobs.ranking import train_ranker
+
+    lake0, _ = generated_lake
+    root = tmp_path_factory.mktemp("train") / "lake"
+    shutil.copytree(lake0.root, root)
+    lake = make_lake(root, spark, **TINY)
+    train_ranker(lake, max_steps=1)
+    return lake
+
+
+def test_rpo_curriculum_rises_from_2_to_6_shots():
+    assert [k_at(s, 5, 2, 6) for s in range(5)] == [2, 3, 4, 5, 6]
+    rows = curriculum_rows([{"target": "t", "generic": "g", "history": list("abcdef")}], 3, 2, 2, 6,
+                           lambda it, k: ",".join(it["history"][:k]))
+    assert [r["k"] for r in rows] == [2, 2, 4, 4, 6, 6] and rows[-1]["prompt"] == "a,b,c,d,e,f"
+
+
+def test_relsum_sft_then_grpo_and_dpo_register_adapters_that_generation_uses(train_lake):
+    from jobs.features import generate
+    from jobs.training import train_task
+    from training import registry
+
+    lake = train_lake
+    sft = train_task(lake, "relsum", "sft", "2024-05-01")
+    assert sft.folder.name == "v0001" and (sft.folder / "adapter_model.safetensors").exists()
+    teacher = lake.read_pandas("silver.teacher_outputs")
+    assert len(teacher) >= 1 and set(teacher.teacher_id) == {"transformers:smollm2-135m-instruct"}
+    assert sft.row["loss_first10"] is not None
+
+    grpo = train_task(lake, "relsum", "grpo", "2024-05-01")
+    m = registry.manifest(grpo.folder)
+    assert m["parent_adapter"].endswith("relsum/v0001") and m["method"] == "grpo"  # RL starts from the SFT adapter
+    assert grpo.row["reward_first10"] is not None and grpo.row["reward_first10"] <= 0  # -|r - label|
+    assert 0 < grpo.row["reward_share"] < 0.5
+    assert (grpo.folder / "curve.png").stat().st_size > 1000
+
+    dpo = train_task(lake, "relsum", "dpo", "2024-05-01")
+    assert dpo.folder.name == "v0003" and registry.manifest(dpo.folder)["metrics"]["dpo_pairs"] >= 1
+
+    runs = lake.read_pandas("eval.training_runs")
+    assert sorted(runs.run_id) == ["relsum/v0001", "relsum/v0002", "relsum/v0003"]
+
+    # the newest adapter is what generation loads, and every row records it
+    report = generate(lake, "relsum", "2024-05-02")
+    assert report.generated + report.failed > 0
+    rows = lake.read_pandas("gold.product_summaries")
+    assert set(rows[rows.ds == "2024-05-02"].adapter_version) <= {"v0003"}
+    assert (rows.ds == "2024-05-02").sum() == report.generated
+
+
+def test_sumforu_rlaif_exp3rt_sft_and_rpo_sft_then_curriculum(train_lake):
+    from jobs.training import train_task
+    from training import registry
+
+    lake = train_lake
+    rlaif = train_task(lake, "sumforu", "rlaif", "2024-05-01")
+    assert registry.manifest(rlaif.folder)["judge_prompt_version"] == "judge-v1"
+    assert 0 < rlaif.row["reward_first10"] <= 1  # mean of three 1-10 judge scores / 10
+    exp3rt = train_task(lake, "exp3rt", "sft", "2024-05-01")
+    assert exp3rt.folder.parent.name == "exp3rt_preferences"
+    rpo_sft = train_task(lake, "rpo", "sft", "2024-05-01")
+    rpo_rl = train_task(lake, "rpo", "grpo", "2024-05-01")
+    assert registry.manifest(rpo_rl.folder)["parent_adapter"] == str(rpo_sft.folder)
+    assert -1 <= rpo_rl.row["reward_first10"] <= 1  # cosine similarity to the user's own review
+
+
+def test_merge_writes_a_full_model_that_loads(train_lake, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from training import registry
+
+    folder = registry.latest(train_lake.cfg.adapters_dir, "relsum")
+    out = registry.merge(folder, registry.manifest(folder)["base_model"], tmp_path / "merged")
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    assert model.num_parameters() == 134_515_008  # LoRA folded in: the base architecture, no adapter layers
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    seen_auth: list = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        _FakeOpenAI.seen_auth.append(self.headers.get("Authorization"))
+        last = body["messages"][-1]["content"]
+        text = "7" if last.endswith(":") else "Compact steel travel mug that keeps drinks hot for hours."
+        data = json.dumps({"choices": [{"message": {"content": text}}], "usage": {"completion_tokens": 9, "prompt_tokens": 40}})
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(data.encode())
+
+    def log_message(self, *args):
+        pass
+
+
+def test_http_teacher_labels_through_an_openai_compatible_endpoint_mocked_locally(monkeypatch):
+    """A local HTTP server stands in for the remote endpoint (none is reachable from this machine)."""
+    from generator.tasks import relsum
+    from training.teacher import label, load_teacher, parse_teacher
+
+    server = HTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("MY_KEY", "secret-123")
+        spec = parse_teacher(f"http://127.0.0.1:{server.server_port}/v1|big-teacher", "unused")
+        backend = load_teacher(spec, "MY_KEY")
+        assert "secret-123" not in repr(backend)
+        out = label(backend, relsum.task(), [relsum.prepare("Travel mug", "Steel mug, 400 ml, keeps drinks hot.")])
+        assert out[0]["value"]["summary"].startswith("Compact steel") and spec.teacher_id.startswith("http:big-teacher@")
+        assert backend.choose([[{"role": "user", "content": "Score:"}]], [str(i) for i in range(1, 11)]) == ["7"]
+        assert _FakeOpenAI.seen_auth[0] == "Bearer secret-123"
+    finally:
+        server.shutdown()

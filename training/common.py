@@ -1,0 +1,124 @@
+"""What every training method shares: the model with its LoRA adapter, trl arguments from our
+config, the per-step log (loss, reward) and saving the adapter into a registry staging folder."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from training.config import TrainingConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunLog:
+    """Per-step metrics as trl logs them, and the wall time."""
+
+    steps: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def series(self, key: str) -> list[tuple[int, float]]:
+        return [(int(s["step"]), float(s[key])) for s in self.steps if key in s]
+
+    def first_last(self, key: str, n: int = 10) -> tuple[float | None, float | None]:
+        values = [v for _, v in self.series(key)]
+        if not values:
+            return None, None
+        k = min(n, max(1, len(values) // 2))
+        return sum(values[:k]) / k, sum(values[-k:]) / k
+
+
+def use_cpu(cfg: TrainingConfig) -> bool:
+    import torch
+
+    return cfg.train.use_cpu if cfg.train.use_cpu is not None else not torch.cuda.is_available()
+
+
+def trl_args(cfg: TrainingConfig, out: Path) -> dict[str, Any]:
+    """Arguments every trl config takes, from ours. On CPU trl needs use_cpu=True and bf16=False."""
+    t = cfg.train
+    cpu = use_cpu(cfg)
+    return {
+        "output_dir": str(out / "trainer"),
+        "max_steps": t.max_steps,
+        "learning_rate": t.learning_rate,
+        "gradient_accumulation_steps": t.grad_accum,
+        "seed": t.seed,
+        "logging_steps": t.logging_steps,
+        "report_to": [] if t.report_to == "none" else [t.report_to],
+        "save_strategy": "no",
+        "use_cpu": cpu,
+        "bf16": not cpu,
+        "lr_scheduler_type": "constant",
+        "warmup_steps": 0,
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,
+    }
+
+
+def lora_config(cfg: TrainingConfig):
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
+
+
+def load_policy(base_model: str, parent_adapter: str | Path | None, cfg: TrainingConfig):
+    """(model, tokenizer, peft_config): a fresh LoRA on the base model, or the parent adapter made
+    trainable again (then peft_config is None: the adapter is already on the model)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(cfg.train.seed)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    if parent_adapter:
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(model, str(parent_adapter), is_trainable=True), tokenizer, None
+    return model, tokenizer, lora_config(cfg)
+
+
+def step_logger(run: RunLog):
+    from transformers import TrainerCallback
+
+    class _Log(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "train_runtime" not in logs:
+                run.steps.append({"step": state.global_step, **{k: float(v) for k, v in logs.items()
+                                                                 if isinstance(v, (int, float))}})
+
+    return _Log()
+
+
+def train(trainer, run: RunLog, out: Path, tokenizer) -> RunLog:
+    """Run a trl trainer and save the adapter (and tokenizer) into `out`."""
+    started = time.perf_counter()
+    trainer.train()
+    run.seconds = time.perf_counter() - started
+    trainer.model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    return run
+
+
+def sample(model, tokenizer, prompts: list[str], n: int, max_new_tokens: int, temperature: float, seed: int) -> list[list[str]]:
+    """`n` sampled completions per prompt text (used to build DPO pairs)."""
+    import torch
+
+    torch.manual_seed(seed)
+    tokenizer.padding_side = "left"
+    out = []
+    model.eval()
+    for p in prompts:
+        enc = tokenizer([p] * n, return_tensors="pt", add_special_tokens=False).to(model.device)
+        with torch.no_grad():
+            gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=0.95,
+                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+        out.append(tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+    return out

@@ -1,0 +1,71 @@
+"""Typed configuration of LLM training, documented field by field (after TRL's `*_config.py`).
+
+Embedded in `jobs.config.PrecisConfig` under `training:`; plain pydantic, usable without Precis.
+The defaults are sized for a CPU smoke run on SmolLM2-135M; a GPU run raises steps and batch.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class LoraSettings(_Strict):
+    r: int = Field(default=8, ge=1, description="LoRA rank.")
+    alpha: int = Field(default=16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(default=0.05, ge=0, lt=1, description="Dropout on the LoRA path.")
+    target_modules: tuple[str, ...] = Field(
+        default=("q_proj", "k_proj", "v_proj", "o_proj"), description="Linear layers that get adapters (Llama names)."
+    )
+
+
+class TrainSettings(_Strict):
+    max_steps: int = Field(default=8, ge=1, description="Optimisation steps of one run.")
+    learning_rate: float = Field(default=2e-4, gt=0, description="AdamW peak learning rate (LoRA parameters only).")
+    batch_size: int = Field(default=4, ge=1, description="Prompts (SFT/DPO: examples) per optimisation step.")
+    grad_accum: int = Field(default=1, ge=1, description="Gradient accumulation steps.")
+    seed: int = Field(default=13, description="Seeds data order, sampling and LoRA initialisation.")
+    max_examples: int = Field(default=256, ge=1, description="Training inputs drawn from the tables, at most.")
+    max_prompt_chars: int = Field(default=2400, ge=100, description="Prompts longer than this are dropped.")
+    # generation during RL
+    num_generations: int = Field(default=4, ge=2, description="GRPO group size: completions sampled per prompt.")
+    max_completion_length: int = Field(default=48, ge=4, description="Tokens generated per completion.")
+    temperature: float = Field(default=1.0, gt=0, description="Sampling temperature of RL rollouts.")
+    beta: float = Field(default=0.0, ge=0, description="GRPO KL coefficient against the reference (0: no reference model).")
+    length_penalty: float = Field(
+        default=0.0, ge=0,
+        description="ReLSum: reward minus this times the share of words over the summary's word cap.",
+    )
+    # DPO
+    dpo_beta: float = Field(default=0.1, gt=0, description="DPO temperature of the implicit reward.")
+    dpo_candidates: int = Field(default=4, ge=2, description="Completions per prompt scored to build one (chosen, rejected) pair.")
+    # RPO curriculum
+    curriculum_start: int = Field(default=2, ge=1, description="RPO: retrieved history items at the first step.")
+    curriculum_end: int = Field(default=6, ge=1, description="RPO: retrieved history items at the last step (rises linearly).")
+    # bookkeeping
+    logging_steps: int = Field(default=1, ge=1, description="Log (and record on the reward curve) every N steps.")
+    report_to: Literal["none", "tensorboard", "mlflow"] = Field(
+        default="none", description="trl/transformers reporting integration, written under the run folder."
+    )
+    use_cpu: bool | None = Field(default=None, description="Force CPU; default: CPU unless CUDA is available.")
+
+
+class TrainingConfig(_Strict):
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    teacher: str = Field(
+        default="self",
+        description="Who labels SFT data: `self` (the generator model), a model name or folder from the model "
+        "cache (a larger local model), `vllm:<model>`, or `http://host/v1|<model>` for an OpenAI-compatible "
+        "endpoint whose key is read from the environment variable named by `teacher_api_key_env`.",
+    )
+    teacher_api_key_env: str = Field(default="PRECIS_TEACHER_API_KEY", description="Env var that holds the endpoint's key; never logged.")
+    judge: str = Field(default="self", description="RLAIF judge model, named like `teacher`.")
+    adapters_dir: str | None = Field(default=None, description="Adapter registry; default <lake.root>/_artifacts/adapters.")
+    min_improvement: float = Field(
+        default=0.0, description="Weekly DAG: promote a new adapter only if its eval metric beats the current one by more than this.")

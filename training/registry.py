@@ -1,0 +1,93 @@
+"""The adapter registry: `<root>/<task>/v0001/`, `v0002/`, ... each complete or absent.
+
+A version folder holds the PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`), the
+tokenizer, and `adapter.json`: base model, task, method, training configuration, data snapshot,
+metrics, parent adapter, and `status` (`ready`, or `rejected` when the weekly evaluation found it
+no better than the current one). Generation uses the newest `ready` version of its task unless a
+version is pinned.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "adapter.json"
+_VERSION = re.compile(r"^v(\d{4,})$")
+BASE = "base"
+
+
+def versions(root: Path, task: str) -> list[Path]:
+    folder = root / task
+    if not folder.exists():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and _VERSION.match(p.name) and (p / MANIFEST).exists()]
+    return sorted(found, key=lambda p: int(p.name[1:]))
+
+
+def manifest(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / MANIFEST).read_text())
+
+
+def latest(root: Path, task: str) -> Path | None:
+    """The newest version of `task` that was not rejected."""
+    for folder in reversed(versions(root, task)):
+        if manifest(folder).get("status", "ready") == "ready":
+            return folder
+    return None
+
+
+def select(root: Path, task: str, pin: str = "latest") -> Path | None:
+    """`latest` (the newest ready version, or None for the base model), `base` (None), or a pinned `vNNNN`."""
+    if pin == BASE:
+        return None
+    if pin == "latest":
+        return latest(root, task)
+    folder = root / task / pin
+    if not (folder / MANIFEST).exists():
+        known = ", ".join(p.name for p in versions(root, task)) or "none"
+        raise FileNotFoundError(f"adapter {task}/{pin} not found under {root} (versions: {known})")
+    return folder
+
+
+def staging(root: Path, task: str) -> tuple[str, Path]:
+    folder = root / task
+    folder.mkdir(parents=True, exist_ok=True)
+    nums = [int(p.name[1:]) for p in folder.iterdir() if _VERSION.match(p.name)]
+    name = f"v{(max(nums) + 1 if nums else 1):04d}"
+    tmp = folder / f".{name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return name, tmp
+
+
+def publish(tmp: Path, name: str, data: dict[str, Any]) -> Path:
+    (tmp / MANIFEST).write_text(json.dumps({"status": "ready", **data}, indent=2, default=str))
+    final = tmp.parent / name
+    tmp.rename(final)  # the version appears complete or not at all
+    return final
+
+
+def set_status(folder: Path, status: str, **extra: Any) -> None:
+    data = manifest(folder) | {"status": status, **extra}
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.replace(folder / MANIFEST)
+
+
+def merge(folder: Path, base_model: str | Path, out: Path) -> Path:
+    """Merge the adapter into its base model and save a full model (for vLLM without LoRA)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(folder if (folder / "tokenizer_config.json").exists() else base_model)).save_pretrained(str(out))
+    (out / "merged_from.json").write_text(json.dumps({"adapter": str(folder), "base_model": str(base_model), **manifest(folder)}, indent=2, default=str))
+    return out

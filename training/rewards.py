@@ -1,0 +1,125 @@
+"""Reward functions for RL, in the form trl's GRPOTrainer calls them:
+`reward(prompts, completions, **dataset_columns) -> list[float]`, once per generation batch.
+
+Each scores *all* completions of the batch in one call to its model (the ONNX cross-encoder, the
+judge, the encoder), so the reward stays a small share of a step. `stats` records the time spent.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class RewardStats:
+    calls: int = 0
+    items: int = 0
+    seconds: float = 0.0
+    history: list[float] = field(default_factory=list)  # mean reward of each call (one per step)
+
+
+def _text(completion) -> str:
+    # conversational datasets give [{"role": "assistant", "content": ...}]; ours give plain text
+    if isinstance(completion, list):
+        return completion[-1]["content"] if completion else ""
+    return completion
+
+
+class RelsumReward:
+    """ReLSum (seed 1): reward = -|r(q, title | summary) - label|, r the frozen ONNX cross-encoder,
+    minus an optional penalty for the share of words over the summary's cap."""
+
+    __name__ = "relsum_reward"
+
+    def __init__(self, score: Callable[[Sequence[str], Sequence[str]], np.ndarray], length_penalty: float = 0.0):
+        self.score = score  # (queries, product texts) -> scores in [0, 1], one batched call
+        self.length_penalty = length_penalty
+        self.stats = RewardStats()
+
+    def __call__(self, prompts, completions, query, title, gain, max_words, **_) -> list[float]:
+        from ranker.texts import product_text
+
+        started = time.perf_counter()
+        summaries = [_text(c).strip() for c in completions]
+        scores = self.score(list(query), [product_text(t, s) for t, s in zip(title, summaries)])
+        rewards = -np.abs(np.asarray(scores, dtype=float) - np.asarray(gain, dtype=float))
+        if self.length_penalty:
+            over = np.array([max(0, len(s.split()) - int(m)) / max(1, int(m)) for s, m in zip(summaries, max_words)])
+            rewards = rewards - self.length_penalty * over
+        self.stats.calls += 1
+        self.stats.items += len(summaries)
+        self.stats.seconds += time.perf_counter() - started
+        self.stats.history.append(float(rewards.mean()))
+        return rewards.tolist()
+
+
+JUDGE_SYSTEM = "You are a strict evaluator of review summaries written for one shopper persona."
+JUDGE_TEMPLATE = (
+    "Shopper persona:\n{persona}\n\nReviews of the product:\n{reviews}\n\nSummary written for this shopper:\n"
+    "\"\"\"{summary}\"\"\"\n\nRate the summary's {criterion} from 1 (poor) to 10 (excellent)."
+)
+JUDGE_CRITERIA = {
+    "alignment": "alignment with the persona's needs and preferences",
+    "consistency": "consistency with what the reviews say",
+    "grounding": "grounding: every claim is supported by the reviews",
+}
+JUDGE_PROMPT_VERSION = "judge-v1"
+
+
+class JudgeReward:
+    """SUMFORU RLAIF (seed 2): an AI preference estimator scores persona alignment, consistency
+    with the reviews and grounding, each 1-10 by constrained choice; reward = their mean / 10."""
+
+    __name__ = "rlaif_judge_reward"
+    prompt_version = JUDGE_PROMPT_VERSION
+
+    def __init__(self, judge):
+        self.judge = judge  # a generator backend with `choose`
+        self.stats = RewardStats()
+
+    def __call__(self, prompts, completions, persona, reviews, **_) -> list[float]:
+        started = time.perf_counter()
+        summaries = [re.split(r"(?i)suitability", _text(c))[0].strip() for c in completions]
+        prompts_ = []
+        for s, p, r in zip(summaries, persona, reviews):
+            for criterion in JUDGE_CRITERIA.values():
+                user = JUDGE_TEMPLATE.format(persona=p[:800], reviews=r[:1500], summary=s[:800], criterion=criterion)
+                prompts_.append([{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user},
+                                 {"role": "assistant", "content": "Score (1-10):"}])
+        picks = self.judge.choose(prompts_, [str(i) for i in range(1, 11)])
+        n = len(JUDGE_CRITERIA)
+        rewards = [float(np.mean([int(x) for x in picks[i * n:(i + 1) * n]])) / 10 for i in range(len(summaries))]
+        rewards = [0.0 if not s else r for s, r in zip(summaries, rewards)]
+        self.stats.calls += 1
+        self.stats.items += len(summaries)
+        self.stats.seconds += time.perf_counter() - started
+        self.stats.history.append(float(np.mean(rewards)))
+        return rewards
+
+
+class PersonalizationReward:
+    """RPO (seed 4): reward = cosine similarity (all-MiniLM-L6-v2) between the rewrite and the user's
+    own review of the product, a stand-in for the user's preferred text."""
+
+    __name__ = "rpo_personalization_reward"
+
+    def __init__(self, embed: Callable[[Sequence[str]], np.ndarray]):
+        self.embed = embed  # texts -> L2-normalised embeddings, one batched call
+        self.stats = RewardStats()
+
+    def __call__(self, prompts, completions, target, **_) -> list[float]:
+        started = time.perf_counter()
+        texts = [_text(c).strip() for c in completions]
+        emb = self.embed(texts + list(target))
+        a, b = emb[: len(texts)], emb[len(texts):]
+        rewards = [float(x) if t else 0.0 for x, t in zip((a * b).sum(axis=1), texts)]
+        self.stats.calls += 1
+        self.stats.items += len(texts)
+        self.stats.seconds += time.perf_counter() - started
+        self.stats.history.append(float(np.mean(rewards)))
+        return rewards

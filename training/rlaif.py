@@ -1,0 +1,20 @@
+"""RLAIF for SUMFORU (seed 2): GRPO on persona-aware summaries, rewarded by an AI judge (a
+generator backend with a versioned judge prompt) for persona alignment, consistency with the
+reviews and grounding. The reward itself is `training.rewards.JudgeReward`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from training.common import RunLog
+from training.config import TrainingConfig
+from training.grpo import run_grpo
+from training.rewards import JudgeReward
+
+
+def run_rlaif(base_model: str, rows: list[dict[str, Any]], judge, cfg: TrainingConfig, out: Path,
+              parent_adapter: str | Path | None = None) -> tuple[RunLog, JudgeReward]:
+    """`rows`: {"prompt", "persona", "reviews"}; `judge`: a backend with `choose`."""
+    reward = JudgeReward(judge)
+    return run_grpo(base_model, rows, reward, cfg, out, parent_adapter), reward
