@@ -57,6 +57,7 @@ bench: venv
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/ranker.py
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/train_step.py --lake $(LAKE)
 
 clean-lake:
 	rm -rf $(LAKE) .precis
