@@ -85,6 +85,18 @@ def _ranking_step(name: str) -> Step:
     return run
 
 
+def _needs_ranker(step: Step) -> Step:
+    def run(lake: Lake, ds: str) -> str:
+        try:
+            return step(lake, ds)
+        except FileNotFoundError as exc:
+            if "ranker" in str(exc):
+                raise NoRanker(str(exc)) from exc
+            raise
+
+    return run
+
+
 def _generate(name: str) -> Step:
     def run(lake: Lake, ds: str) -> str:
         from jobs.features import generate
@@ -113,6 +125,32 @@ def report(lake: Lake, ds: str) -> str:
     return f"report: {path}"
 
 
+def build_training_sets(lake: Lake, ds: str) -> str:
+    """Weekly: label ReLSum training inputs with the teacher (silver.teacher_outputs)."""
+    from jobs.training import build_teacher_set
+
+    return f"build_training_sets: teacher labelled {len(build_teacher_set(lake, 'relsum', ds))} relsum inputs"
+
+
+def train_relsum(lake: Lake, ds: str) -> str:
+    """Weekly: GRPO from the current ReLSum adapter; the result is a candidate until promoted."""
+    from jobs.training import train_task
+
+    return train_task(lake, "relsum", "grpo", ds, status="candidate").text()
+
+
+def evaluate_relsum_adapter(lake: Lake, ds: str) -> str:
+    from jobs.training import evaluate_candidate
+
+    return evaluate_candidate(lake, "relsum", ds)
+
+
+def promote_relsum_adapter(lake: Lake, ds: str) -> str:
+    from jobs.training import promote
+
+    return promote(lake, "relsum", ds)
+
+
 def _steps() -> dict[str, Step]:
     from jobs.features import ORDER
 
@@ -130,6 +168,11 @@ def _steps() -> dict[str, Step]:
         "evaluate_ranking": _ranking_step("evaluate_ranking"),
         "evaluate_generation": evaluate_generation,
         "report": report,
+        # the weekly training DAG
+        "build_training_sets": build_training_sets,
+        "train_relsum": _needs_ranker(train_relsum),
+        "evaluate_relsum_adapter": evaluate_relsum_adapter,
+        "promote_relsum_adapter": promote_relsum_adapter,
     })
     return steps
 

@@ -40,8 +40,7 @@ def gate_passed(lake: Lake, layer: str, ds: str) -> bool:
     """Whether `layer`'s quality gate ran for `ds` and every expectation succeeded."""
     if not lake.exists(T.EVAL_QUALITY_RESULTS):
         return False
-    rows = lake.delta_table(T.EVAL_QUALITY_RESULTS).to_pyarrow_table(
-        columns=["success"], filters=[("ds", "=", ds), ("layer", "=", layer)]).column("success").to_pylist()
+    rows = lake.read_arrow(T.EVAL_QUALITY_RESULTS, ["success"], {"ds": ds, "layer": layer}).column("success").to_pylist()
     return bool(rows) and all(rows)
 
 

@@ -140,7 +140,7 @@ def _suite_for(name: str, spec: TableSpec | None, lake: Lake):
 def _day(lake: Lake, spec: TableSpec, ds: str) -> pd.DataFrame:
     if not lake.exists(spec):
         return spec.schema.empty_table().to_pandas()
-    return lake.delta_table(spec).to_pyarrow_table(filters=[("ds", "=", ds)]).to_pandas()
+    return lake.read_arrow(spec, where={"ds": ds}).to_pandas()
 
 
 def _day_spark(lake: Lake, spec: TableSpec, ds: str):

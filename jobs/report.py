@@ -160,7 +160,7 @@ def write_report(lake: Lake, ds: str) -> Path:
     md.append("\n## Serving\n\n")
     if lake.exists(T.SERVING_PRODUCT_SUMMARIES):
         dt = lake.delta_table(T.SERVING_PRODUCT_SUMMARIES)
-        s = dt.to_pyarrow_table(columns=["published_ds", "adapter_version"]).to_pandas()
+        s = lake.read_arrow(T.SERVING_PRODUCT_SUMMARIES, ["published_ds", "adapter_version"], dt=dt).to_pandas()
         md.append(f"Serving version {dt.version()}: {len(s)} products with a summary, published "
                   f"{', '.join(sorted(s.published_ds.unique()))}; adapters {', '.join(sorted(s.adapter_version.unique()))}.\n")
     else:

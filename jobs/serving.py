@@ -19,17 +19,13 @@ def product_views(lake: Lake, product_ids: Sequence[str]) -> dict[str, ProductVi
     ids = sorted(set(product_ids))
     if not ids or not lake.exists("bronze.products"):
         return {}
-    titles = lake.delta_table("bronze.products").to_pyarrow_table(
-        columns=["product_id", "title"], filters=[("product_id", "in", ids)]
-    ).to_pylist()
+    titles = lake.read_arrow("bronze.products", ["product_id", "title"], {"product_id": ids}).to_pylist()
     summaries: dict[str, dict] = {}
     if lake.exists(SERVING_PRODUCT_SUMMARIES):
-        serving = lake.delta_table(SERVING_PRODUCT_SUMMARIES)
+        serving = lake.delta_table(SERVING_PRODUCT_SUMMARIES)  # one version for the whole read
         version = serving.version()
-        for r in serving.to_pyarrow_table(
-            columns=["product_id", "summary", "model_id", "adapter_version", "published_ds"],
-            filters=[("product_id", "in", ids)],
-        ).to_pylist():
+        cols = ["product_id", "summary", "model_id", "adapter_version", "published_ds"]
+        for r in lake.read_arrow(SERVING_PRODUCT_SUMMARIES, cols, {"product_id": ids}, dt=serving).to_pylist():
             r["source"] = (f"serving.product_summaries v{version} (published {r['published_ds']}; "
                            f"{r['model_id']}/{r['adapter_version']})")
             summaries[r["product_id"]] = r

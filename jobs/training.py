@@ -88,12 +88,15 @@ def relsum_rows(lake: Lake, tokenizer, limit: int, heldout: bool = False) -> lis
     from ranker import registry as ranker_registry
 
     held = set(ranker_registry.manifest(ranker_folder(lake))["split"]["val_queries"])
-    if lake.exists(T.SILVER_RELSUM_PAIRS) and lake.count(T.SILVER_RELSUM_PAIRS):
-        pairs = lake.read_pandas(T.SILVER_RELSUM_PAIRS, ["query_id", "query", "product_id", "title", "description", "gain"])
-    else:
-        pairs = judged_pairs(lake).select("query_id", "query", "product_id", "title", "description", "gain").toPandas()
-    pairs = pairs[pairs.query_id.isin(held) == heldout]
-    pairs = pairs[pairs.description.fillna("").str.strip() != ""].sort_values(["query_id", "product_id"])
+    cols = ["query_id", "query", "product_id", "title", "description", "gain"]
+
+    def usable(df):
+        df = df[df.query_id.isin(held) == heldout]
+        return df[df.description.fillna("").str.strip() != ""].sort_values(["query_id", "product_id"])
+
+    pairs = usable(lake.read_pandas(T.SILVER_RELSUM_PAIRS, cols)) if lake.exists(T.SILVER_RELSUM_PAIRS) else None
+    if pairs is None or pairs.empty:  # no description_delta pairs (yet): every judged pair
+        pairs = usable(judged_pairs(lake).select(*cols).toPandas())
     pairs = pairs.sample(frac=1.0, random_state=lake.cfg.training.train.seed).head(limit)
     task, cap = relsum.task(lake.cfg.generation.relsum_max_tokens), lake.cfg.generation.relsum_max_tokens
     rows = []
@@ -280,7 +283,7 @@ def curve_png(run, path: Path, title: str) -> str | None:
 
 
 def train_task(lake: Lake, name: str, method: str, ds: str, max_steps: int | None = None,
-               parent: str | None = "latest") -> TrainReport:
+               parent: str | None = "latest", status: str = "ready") -> TrainReport:
     from training import registry
 
     if method not in METHODS.get(name, ()):
@@ -353,7 +356,7 @@ def train_task(lake: Lake, name: str, method: str, ds: str, max_steps: int | Non
                         "seconds": run.seconds, "dpo_pairs": pairs},
             "reward": getattr(reward, "__name__", None), "judge_prompt_version": getattr(reward, "prompt_version", None),
             "log": run.steps}
-    folder = registry.publish(tmp, version, meta)
+    folder = registry.publish(tmp, version, meta, status)
     row = {"run_id": f"{reg_task}/{version}", "task": reg_task, "method": method, "adapter_version": version,
            "parent_adapter": parent_folder.name if parent_folder else None, "base_model": Path(base).name,
            "examples": len(data), "steps": int(max([s["step"] for s in run.steps], default=cfg.train.max_steps)),
@@ -370,3 +373,76 @@ def record_run(lake: Lake, row: dict[str, Any]) -> None:
 
     df = pd.DataFrame([row], columns=T.EVAL_TRAINING_RUNS.schema.names)
     lake.merge(T.EVAL_TRAINING_RUNS, lake.spark.createDataFrame(df, spark_schema(T.EVAL_TRAINING_RUNS.schema)))
+
+
+# ------------------------------------------------------------------ weekly: evaluate and promote
+def heldout_reward(lake: Lake, adapter: Path | None, n: int) -> tuple[float, int]:
+    """Mean ReLSum reward of greedy summaries on prompts of the ranker's held-out queries."""
+    from generator.backends import load_backend
+    from generator.tasks import relsum
+    from generator.tasks.base import run_task
+
+    rows = relsum_rows(lake, _tokenizer(lake), n, heldout=True)
+    g = lake.cfg.generation
+    backend = load_backend(g.backend, _base_model(lake), "eval", str(adapter) if adapter else None,
+                           adapter.name if adapter else None,
+                           **({"batch_size": g.batch_size, "threads": g.threads, "dtype": g.dtype} if g.backend == "transformers" else {}))
+    results = run_task(backend, relsum.task(g.relsum_max_tokens), [r["inputs"] for r in rows], 1)
+    summaries = [r.value["summary"] if r.status == "ok" else "" for r in results]
+    reward = relsum_reward(lake)
+    cols = {k: [r[k] for r in rows] for k in ("query", "title", "gain", "max_words")}
+    return float(np.mean(reward([r["prompt"] for r in rows], summaries, **cols))), len(rows)
+
+
+def evaluate_candidate(lake: Lake, name: str, ds: str) -> str:
+    from training import registry
+
+    if name != "relsum":
+        raise ValueError("adapter evaluation before promotion exists for relsum (held-out reward) only")
+    root, task = lake.cfg.adapters_dir, REGISTRY_TASK[name]
+    candidate = registry.newest(root, task, "candidate")
+    if candidate is None:
+        raise FileNotFoundError(f"no candidate {task} adapter to evaluate; the train step registers one")
+    current = registry.latest(root, task)
+    n = lake.cfg.training.eval_examples
+    value, count = heldout_reward(lake, candidate, n)
+    base_value, _ = heldout_reward(lake, current, n)
+    registry.set_status(candidate, "candidate", evaluation={
+        "metric": "heldout_mean_reward", "value": value, "baseline": base_value, "baseline_adapter": current.name if current else "base",
+        "prompts": count})
+    row = _run_row(lake, f"{task}/{candidate.name}")
+    row.update(eval_metric="heldout_mean_reward", eval_value=value, baseline_value=base_value)
+    record_run(lake, row)
+    return (f"evaluate {task}/{candidate.name}: held-out mean reward {value:.4f} vs {base_value:.4f} for "
+            f"{current.name if current else 'the base model'} ({count} prompts)")
+
+
+def promote(lake: Lake, name: str, ds: str) -> str:
+    """Promote the evaluated candidate only if it beats the current adapter by more than
+    `training.min_improvement`; otherwise reject it. The decision and its numbers are recorded."""
+    from training import registry
+
+    root, task = lake.cfg.adapters_dir, REGISTRY_TASK[name]
+    candidate = registry.newest(root, task, "candidate")
+    if candidate is None:
+        raise FileNotFoundError(f"no candidate {task} adapter to promote")
+    ev = registry.manifest(candidate).get("evaluation")
+    if not ev:
+        raise ValueError(f"{task}/{candidate.name} has not been evaluated; run the evaluate step first")
+    better = ev["value"] > ev["baseline"] + lake.cfg.training.min_improvement
+    registry.set_status(candidate, "ready" if better else "rejected", decided=ds)
+    row = _run_row(lake, f"{task}/{candidate.name}")
+    row.update(promoted=better)
+    record_run(lake, row)
+    verdict = "promoted" if better else "rejected (not better than the current one)"
+    return (f"{task}/{candidate.name} {verdict}: held-out mean reward {ev['value']:.4f} vs {ev['baseline']:.4f} "
+            f"({ev['baseline_adapter']}), min improvement {lake.cfg.training.min_improvement}")
+
+
+def _run_row(lake: Lake, run_id: str) -> dict[str, Any]:
+    runs = lake.read_pandas(T.EVAL_TRAINING_RUNS)
+    match = runs[runs.run_id == run_id]
+    if match.empty:
+        raise FileNotFoundError(f"no training run {run_id} in eval.training_runs")
+    row = match.iloc[0].to_dict()
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}

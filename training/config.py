@@ -67,5 +67,6 @@ class TrainingConfig(_Strict):
     teacher_api_key_env: str = Field(default="PRECIS_TEACHER_API_KEY", description="Env var that holds the endpoint's key; never logged.")
     judge: str = Field(default="self", description="RLAIF judge model, named like `teacher`.")
     adapters_dir: str | None = Field(default=None, description="Adapter registry; default <lake.root>/_artifacts/adapters.")
+    eval_examples: int = Field(default=16, ge=1, description="Held-out prompts an adapter is evaluated on before promotion.")
     min_improvement: float = Field(
         default=0.0, description="Weekly DAG: promote a new adapter only if its eval metric beats the current one by more than this.")

@@ -40,6 +40,11 @@ def latest(root: Path, task: str) -> Path | None:
     return None
 
 
+def newest(root: Path, task: str, status: str) -> Path | None:
+    found = [f for f in versions(root, task) if manifest(f).get("status") == status]
+    return found[-1] if found else None
+
+
 def select(root: Path, task: str, pin: str = "latest") -> Path | None:
     """`latest` (the newest ready version, or None for the base model), `base` (None), or a pinned `vNNNN`."""
     if pin == BASE:
@@ -64,8 +69,10 @@ def staging(root: Path, task: str) -> tuple[str, Path]:
     return name, tmp
 
 
-def publish(tmp: Path, name: str, data: dict[str, Any]) -> Path:
-    (tmp / MANIFEST).write_text(json.dumps({"status": "ready", **data}, indent=2, default=str))
+def publish(tmp: Path, name: str, data: dict[str, Any], status: str = "ready") -> Path:
+    """Move a complete staging folder into place. `status="candidate"`: registered but not used by
+    generation until promoted (the weekly training DAG evaluates it first)."""
+    (tmp / MANIFEST).write_text(json.dumps({"status": status, **data}, indent=2, default=str))
     final = tmp.parent / name
     tmp.rename(final)  # the version appears complete or not at all
     return final

@@ -145,12 +145,24 @@ class Lake:
             return self.spark.createDataFrame([], spark_schema(spec.schema))
         return self.engine.read(spec)
 
-    def read_arrow(self, table: str | TableSpec, columns: list[str] | None = None) -> pa.Table:
-        """The current snapshot through delta-rs, without Spark."""
+    def read_arrow(self, table: str | TableSpec, columns: list[str] | None = None, where: dict | None = None,
+                   dt=None) -> pa.Table:
+        """The current snapshot (or the DeltaTable `dt` given) through delta-rs, without Spark;
+        `where={"col": value or [values]}` keeps matching rows. Scans run single-threaded: pyarrow's
+        scanner threads can abort the interpreter at exit (seen with deltalake 1.6 / pyarrow 26 in about
+        one short-lived process in four), and these reads are small."""
+        import pyarrow.compute as pc
+
         spec = get_table(table) if isinstance(table, str) else table
-        if not self.exists(spec):
-            return spec.schema.empty_table() if columns is None else spec.schema.empty_table().select(columns)
-        return self.delta_table(spec).to_pyarrow_table(columns=columns)
+        if dt is None and not self.exists(spec):
+            empty = spec.schema.empty_table()
+            return empty if columns is None else empty.select(columns)
+        expr = None
+        for col, value in (where or {}).items():
+            e = pc.field(col).isin(value) if isinstance(value, (list, tuple, set)) else pc.field(col) == value
+            expr = e if expr is None else expr & e
+        dataset = (dt or self.delta_table(spec)).to_pyarrow_dataset()
+        return dataset.to_table(columns=columns, filter=expr, use_threads=False)
 
     def read_pandas(self, table: str | TableSpec, columns: list[str] | None = None):
         return self.read_arrow(table, columns).to_pandas()

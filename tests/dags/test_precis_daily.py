@@ -34,6 +34,8 @@ def _config(folder: Path, cf_subset: Path, extra_reviews: list[str] = ()) -> Pat
             "relevance": [{"paths": [str(cf_subset)], "format": "crowdflower"}],
         },
         "orchestration": {"state_dir": str(folder / "state"), "retries": 0},
+        "training": {"eval_examples": 2, "train": {"max_examples": 3, "batch_size": 1, "num_generations": 2,
+                                                     "max_completion_length": 8, "max_steps": 2}},
     }
     path = folder / ("bad.yaml" if extra_reviews else "daily.yaml")
     path.write_text(yaml.safe_dump(cfg))
@@ -102,7 +104,7 @@ def test_airflow_sees_no_import_errors(daily):
     assert p.returncode == 0 and "No data found" in p.stdout, p.stdout + p.stderr
     listed = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "list"], env=env,
                             capture_output=True, text=True, timeout=300)
-    assert "precis_daily" in listed.stdout
+    assert "precis_daily" in listed.stdout and "precis_training" in listed.stdout
 
 
 def test_second_run_of_the_same_date_changes_no_table(daily):
@@ -146,3 +148,20 @@ def test_planted_bad_batch_stops_at_the_bronze_gate_and_serving_stays(daily, cf_
     assert states["ingest"] == "success" and states["gate_bronze"] == "failed"
     assert states["publish"] == "upstream_failed" and states["generate_relsum"] == "upstream_failed"
     assert versions(folder)["serving.product_summaries"] == serving_before
+
+
+def test_weekly_training_dag_trains_evaluates_and_records_the_promotion_decision(daily):
+    folder, config, _ = daily
+    p = precis(config, "run", "--dag", "precis_training", "--date", D1)
+    assert "precis_training ds=2024-06-01: success" in p.stdout
+    assert "teacher labelled" in p.stdout and "held-out mean reward" in p.stdout
+    from deltalake import DeltaTable
+
+    runs = DeltaTable(str(folder / "lake" / "eval" / "training_runs")).to_pandas()
+    row = runs[runs.run_id == "relsum/v0001"].iloc[0]
+    assert row.method == "grpo" and row.eval_metric == "heldout_mean_reward"
+    assert row.eval_value <= 0 and row.baseline_value <= 0  # rewards are -|r - label|
+    assert row.promoted == (row.eval_value > row.baseline_value)
+    status = json.loads((folder / "lake" / "_artifacts" / "adapters" / "relsum" / "v0001" / "adapter.json").read_text())["status"]
+    assert status == ("ready" if row.promoted else "rejected")
+    assert ("promoted" if row.promoted else "rejected") in p.stdout
