@@ -69,23 +69,21 @@ def filter_reviews(lake: Lake, ds: str) -> str:
     return "filter_reviews: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items())
 
 
-def _ranking_step(name: str) -> Step:
-    def run(lake: Lake, ds: str) -> str:
-        from jobs import ranking
+def description_delta(lake: Lake, ds: str) -> str:
+    from jobs import ranking
 
-        try:
-            if name == "description_delta":
-                return ranking.description_delta(lake, ds).text()
-            return ranking.format_metrics(ranking.evaluate_ranking(lake, ds))
-        except FileNotFoundError as exc:
-            if "ranker" in str(exc):
-                raise NoRanker(str(exc)) from exc
-            raise
+    return ranking.description_delta(lake, ds).text()
 
-    return run
+
+def evaluate_ranking(lake: Lake, ds: str) -> str:
+    from jobs import ranking
+
+    return ranking.format_metrics(ranking.evaluate_ranking(lake, ds))
 
 
 def _needs_ranker(step: Step) -> Step:
+    """A step that cannot run before a ranker exists is skipped (NoRanker), not failed."""
+
     def run(lake: Lake, ds: str) -> str:
         try:
             return step(lake, ds)
@@ -158,14 +156,14 @@ def _steps() -> dict[str, Step]:
         "ingest": ingest,
         "gate_bronze": _gate("bronze"),
         "filter_reviews": filter_reviews,
-        "description_delta": _ranking_step("description_delta"),
+        "description_delta": _needs_ranker(description_delta),
         "gate_silver": _gate("silver"),
     }
     steps.update({f"generate_{name}": _generate(name) for name in ORDER})
     steps.update({
         "gate_gold": _gate("gold"),
         "publish": publish,
-        "evaluate_ranking": _ranking_step("evaluate_ranking"),
+        "evaluate_ranking": _needs_ranker(evaluate_ranking),
         "evaluate_generation": evaluate_generation,
         "report": report,
         # the weekly training DAG
