@@ -287,19 +287,24 @@ def _relsum_inputs(lake: Lake):
 
     g = lake.cfg.generation
     products = lake.read("bronze.products").where(F.trim(F.coalesce("description", F.lit(""))) != "")
-    # Products of the ranker's held-out queries first, so evaluate_ranking can measure the summaries.
-    priority = F.lit(1)
+    # Products of the ranker's held-out queries first, whole queries at a time (smallest first), so
+    # that evaluate_ranking can compare summary variants on queries they fully cover.
+    order = []  # a bare integer literal would be read as a column position
     try:
         from jobs.ranking import ranker_folder
         from ranker import registry
 
         held = registry.manifest(ranker_folder(lake))["split"]["val_queries"]
-        judged = lake.read("bronze.judgments").where(F.col("query_id").isin(held)).select("product_id").distinct()
-        products = products.join(judged.withColumn("held", F.lit(0)), "product_id", "left")
-        priority = F.coalesce(F.col("held"), F.lit(1))
+        judged = (lake.read("bronze.judgments").where(F.col("query_id").isin(held)).select("query_id", "product_id")
+                  .distinct().join(products.select("product_id"), "product_id"))
+        sizes = sorted((r["n"], r["query_id"]) for r in judged.groupBy("query_id").agg(F.count("*").alias("n")).collect())
+        rank = lake.spark.createDataFrame([(q, i) for i, (_, q) in enumerate(sizes)], "query_id string, q_rank int")
+        first = judged.join(rank, "query_id").groupBy("product_id").agg(F.min("q_rank").alias("q_rank"))
+        products = products.join(first, "product_id", "left")
+        order = [F.coalesce(F.col("q_rank"), F.lit(1 << 30))]
     except FileNotFoundError:
         pass
-    return (products.orderBy(priority, "product_id").limit(g.relsum_max_products)
+    return (products.orderBy(*order, "product_id").limit(g.relsum_max_products)
             .select("product_id", "title", "description", F.lit(g.relsum_max_tokens).alias("max_tokens")))
 
 

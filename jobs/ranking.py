@@ -147,15 +147,31 @@ def _summary_plans(lake: Lake, pairs, trained: Path) -> list[tuple]:
     return plans
 
 
-def metrics_rows(scores: pd.DataFrame, head_queries: set[str]) -> list[dict]:
-    """NDCG@5 and R@90P per variant for all, head and tail queries."""
+def summarised_queries(pairs: pd.DataFrame, summarised: dict[str, set[str]]) -> set[str]:
+    """Queries on which summary variants can be compared like for like: they have judged products
+    with a description, and every one has a summary in every variant (`summarised`: variant ->
+    product ids)."""
+    if not summarised:
+        return set()
+    with_desc = pairs[pairs.description.fillna("").str.strip() != ""]
+    every = set.intersection(*summarised.values())
+    missing = set(with_desc.query_id[~with_desc.product_id.isin(every)])
+    return set(with_desc.query_id) - missing
+
+
+def metrics_rows(scores: pd.DataFrame, head_queries: set[str], summarised: set[str] | None = None) -> list[dict]:
+    """NDCG@5 and R@90P per variant for all, head and tail queries, and for the `summarised`
+    queries (see summarised_queries) when there are any."""
     out = []
     for variant, vdf in scores.groupby("variant", sort=True):
-        for split, mask in (
+        splits = [
             ("all", np.ones(len(vdf), dtype=bool)),
             ("head", vdf.query_id.isin(head_queries).to_numpy()),
             ("tail", ~vdf.query_id.isin(head_queries).to_numpy()),
-        ):
+        ]
+        if summarised:
+            splits.append(("summarised", vdf.query_id.isin(summarised).to_numpy()))
+        for split, mask in splits:
             sub = vdf[mask]
             rows = [Judged(q, p, g, s) for q, p, g, s in zip(sub.query_id, sub.product_id, sub.gain, sub.score)]
             per_query = ndcg_per_query(rows, 5)
@@ -169,12 +185,17 @@ def metrics_rows(scores: pd.DataFrame, head_queries: set[str]) -> list[dict]:
     return out
 
 
+SPLITS = ("all", "head", "tail", "summarised")
+
+
 def format_metrics(metrics: pd.DataFrame) -> str:
+    splits = [s for s in SPLITS if s in set(metrics.split)]
     table = metrics.pivot_table(index="variant", columns=["metric", "split"], values="value", aggfunc="first")
-    table = table.reindex(columns=[(m, s) for m in ("ndcg@5", "r@90p") for s in ("all", "head", "tail")])
+    table = table.reindex(columns=[(m, s) for m in ("ndcg@5", "r@90p") for s in splits])
     table.columns = [f"{m} {s}" for m, s in table.columns]
     n = metrics[(metrics.metric == "ndcg@5")].pivot_table(index="variant", columns="split", values="n_queries", aggfunc="first")
-    return table.round(4).to_string() + f"\n(queries all/head/tail: {n['all'].iloc[0]}/{n['head'].iloc[0]}/{n['tail'].iloc[0]})"
+    counts = "/".join(str(n[s].iloc[0]) for s in splits)
+    return table.round(4).to_string() + f"\n(queries {'/'.join(splits)}: {counts})"
 
 
 def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
@@ -212,7 +233,8 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
         plans.append(("untrained", ranker_folder(lake, "untrained"), pairs.withColumn("text", texts["desc"]), None, None))
     except FileNotFoundError:
         log.info("no untrained-head ranker exported (precis train ranker --untrained); skipping that variant")
-    plans.extend(_summary_plans(lake, pairs, trained))
+    summary_plans = _summary_plans(lake, pairs, trained)
+    plans.extend(summary_plans)
     frames, provenance = [], {}
     for variant, folder, texted, model_id, adapter in plans:
         udf = score_udf(folder, cfg.ranker.scorer)
@@ -234,7 +256,15 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
 
     scored = lake.read_pandas(EVAL_RANKING_SCORES)
     scored = scored[scored.ds == ds]
-    rows = metrics_rows(scored, head)
+    summarised = set()
+    if summary_plans:
+        judged = pairs.select("query_id", "product_id", "description").toPandas()
+        by_variant = {v: {r["product_id"] for r in t.where(F.col("summary").isNotNull()).select("product_id").distinct().collect()}
+                      for v, _, t, _, _ in summary_plans}
+        summarised = summarised_queries(judged, by_variant)
+        log.info("summary variants compared like for like on %d of %d queries (all their described products summarised)",
+                 len(summarised), len(queries))
+    rows = metrics_rows(scored, head, summarised)
     metrics = pd.DataFrame(rows)
     metrics["queries"] = which
     metrics["ranker_version"] = trained.name

@@ -60,7 +60,7 @@ def ranking_table(metrics: pd.DataFrame) -> pd.DataFrame:
         return metrics
     m = metrics.assign(col=metrics.metric.str.upper() + " " + metrics.split)
     wide = m.pivot_table(index="variant", columns="col", values="value", aggfunc="first")
-    order = [f"{metric} {split}" for metric in ("NDCG@5", "R@90P") for split in ("all", "head", "tail")]
+    order = [f"{metric} {split}" for metric in ("NDCG@5", "R@90P") for split in ("all", "head", "tail", "summarised")]
     wide = wide[[c for c in order if c in wide.columns]].sort_values(wide.columns[0], ascending=False)
     return wide.reset_index()
 

@@ -257,6 +257,17 @@ def judge_backend(lake: Lake):
                         threads=cfg.generation.threads, dtype=cfg.generation.dtype)
 
 
+def _within_prompt_limit(rows: list[dict[str, Any]], max_chars: int, what: str) -> list[dict[str, Any]]:
+    """Drop rows whose rendered prompt is over `training.train.max_prompt_chars` (memory and step time
+    grow with it), saying how many went."""
+    kept = [r for r in rows if len(r["prompt"]) <= max_chars]
+    if len(kept) < len(rows):
+        log.info("%s: %d of %d prompts over %d characters dropped", what, len(rows) - len(kept), len(rows), max_chars)
+    if rows and not kept:
+        raise ValueError(f"{what}: every prompt is over training.train.max_prompt_chars={max_chars}; raise it")
+    return kept
+
+
 # ------------------------------------------------------------------ one run
 def curve_png(run, path: Path, title: str) -> str | None:
     import matplotlib
@@ -303,13 +314,13 @@ def train_task(lake: Lake, name: str, method: str, ds: str, max_steps: int | Non
     pairs = None
     try:
         if method == "sft":
-            data = _sft_examples(lake, name, ds)
+            data = _within_prompt_limit(_sft_examples(lake, name, ds), cfg.train.max_prompt_chars, f"{name} sft")
             from training.sft import run_sft
 
             run = run_sft(base, data, cfg, tmp)
             snapshot = _snapshot(lake, "silver.teacher_outputs")
         elif name == "relsum":
-            data = relsum_rows(lake, tokenizer, limit)
+            data = _within_prompt_limit(relsum_rows(lake, tokenizer, limit), cfg.train.max_prompt_chars, name)
             reward = relsum_reward(lake)
             rows = [{k: v for k, v in r.items() if k != "inputs"} for r in data]
             if method == "grpo":
@@ -324,7 +335,7 @@ def train_task(lake: Lake, name: str, method: str, ds: str, max_steps: int | Non
         elif name == "sumforu":
             from training.rlaif import run_rlaif
 
-            data = sumforu_rows(lake, tokenizer, limit)
+            data = _within_prompt_limit(sumforu_rows(lake, tokenizer, limit), cfg.train.max_prompt_chars, name)
             rows = [{k: v for k, v in r.items() if k != "inputs"} for r in data]
             run, reward = run_rlaif(base, rows, judge_backend(lake), cfg, tmp, parent_folder)
             snapshot = _snapshot(lake, "gold.personas", "silver.review_samples")
@@ -338,6 +349,7 @@ def train_task(lake: Lake, name: str, method: str, ds: str, max_steps: int | Non
             data = curriculum_rows(items, cfg.train.max_steps * cfg.train.grad_accum, cfg.train.batch_size,
                                    cfg.train.curriculum_start, cfg.train.curriculum_end,
                                    lambda it, k: _render(tokenizer, task, rpo.prepare(it["generic"], it["history"][:k])))
+            data = _within_prompt_limit(data, cfg.train.max_prompt_chars, name)
             reward = personalization_reward(lake)
             run = run_grpo(base, [{k: v for k, v in r.items() if k != "k"} for r in data], reward, cfg, tmp,
                            parent_folder, shuffle=False)

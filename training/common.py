@@ -38,8 +38,37 @@ def use_cpu(cfg: TrainingConfig) -> bool:
     return cfg.train.use_cpu if cfg.train.use_cpu is not None else not torch.cuda.is_available()
 
 
+def use_bf16(cfg: TrainingConfig) -> bool:
+    import torch
+
+    if cfg.train.bf16 is not None:
+        return cfg.train.bf16
+    if not use_cpu(cfg):
+        return True
+    cpu = getattr(torch, "cpu", None)
+    return bool(cpu and (getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                         or getattr(cpu, "_is_amx_tile_supported", lambda: False)()))
+
+
+_TRACKERS = {"tensorboard": ("tensorboard", "pip install 'precis[tracking]' (TensorBoard)"),
+             "mlflow": ("mlflow", "pip install mlflow")}
+
+
+def report_to(cfg: TrainingConfig) -> list[str]:
+    """trl's `report_to`, checked up front: a missing package would otherwise fail after the model loads."""
+    import importlib.util
+
+    if cfg.train.report_to == "none":
+        return []
+    module, fix = _TRACKERS[cfg.train.report_to]
+    if importlib.util.find_spec(module) is None:
+        raise RuntimeError(f"training.train.report_to={cfg.train.report_to} needs the {module} package: {fix}")
+    return [cfg.train.report_to]
+
+
 def trl_args(cfg: TrainingConfig, out: Path) -> dict[str, Any]:
-    """Arguments every trl config takes, from ours. On CPU trl needs use_cpu=True and bf16=False."""
+    """Arguments every trl config takes, from ours. On CPU trl needs use_cpu=True; bf16 there is
+    autocast over fp32 weights, only where the CPU has bf16 instructions (else it is slower)."""
     t = cfg.train
     cpu = use_cpu(cfg)
     return {
@@ -49,10 +78,11 @@ def trl_args(cfg: TrainingConfig, out: Path) -> dict[str, Any]:
         "gradient_accumulation_steps": t.grad_accum,
         "seed": t.seed,
         "logging_steps": t.logging_steps,
-        "report_to": [] if t.report_to == "none" else [t.report_to],
+        "report_to": report_to(cfg),
         "save_strategy": "no",
         "use_cpu": cpu,
-        "bf16": not cpu,
+        "bf16": use_bf16(cfg),
+        "gradient_checkpointing": t.gradient_checkpointing,
         "lr_scheduler_type": "constant",
         "warmup_steps": 0,
         "dataloader_num_workers": 0,

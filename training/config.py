@@ -31,7 +31,11 @@ class TrainSettings(_Strict):
     grad_accum: int = Field(default=1, ge=1, description="Gradient accumulation steps.")
     seed: int = Field(default=13, description="Seeds data order, sampling and LoRA initialisation.")
     max_examples: int = Field(default=256, ge=1, description="Training inputs drawn from the tables, at most.")
-    max_prompt_chars: int = Field(default=2400, ge=100, description="Prompts longer than this are dropped.")
+    max_prompt_chars: int = Field(
+        default=6000, ge=100,
+        description="Training prompts longer than this (characters of the rendered chat prompt) are dropped, "
+                    "with a log line; bounds memory and step time.",
+    )
     # generation during RL
     num_generations: int = Field(default=4, ge=2, description="GRPO group size: completions sampled per prompt.")
     max_completion_length: int = Field(default=48, ge=4, description="Tokens generated per completion.")
@@ -53,6 +57,16 @@ class TrainSettings(_Strict):
         default="none", description="trl/transformers reporting integration, written under the run folder."
     )
     use_cpu: bool | None = Field(default=None, description="Force CPU; default: CPU unless CUDA is available.")
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute activations in the backward pass to save memory (trl's own default is True). Off: "
+                    "a small LoRA policy fits easily, and recomputation costs about a third more backward time.",
+    )
+    bf16: bool | None = Field(
+        default=None,
+        description="bf16 autocast. Default: on a GPU, and on a CPU with native bf16 instructions (AVX512-BF16 or "
+                    "AMX), where it halves a step's forward and backward time (benchmarks/train_step.py).",
+    )
 
 
 class TrainingConfig(_Strict):

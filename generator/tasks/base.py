@@ -8,6 +8,7 @@ rows made with the old prompt as stale.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -58,6 +59,8 @@ class Task:
     rules_version: str = "1"  # bump when the parser's rules change
     reply_prefix: str = ""  # the start of the answer, given to the model and re-attached before parsing
     score: ScoreSpec | None = None
+    # an input key whose value caps max_new_tokens for that input (ReLSum's configured length cap)
+    max_tokens_key: str | None = None
 
     @property
     def prompt_version(self) -> str:
@@ -93,6 +96,20 @@ def clean_output(text: str) -> str:
     return out
 
 
+def _generate(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], params: SamplingParams) -> list:
+    """One backend call per distinct token cap (one call when the task has no per-input cap)."""
+    if task.max_tokens_key is None:
+        return backend.generate([task.messages(x) for x in inputs], params)
+    caps = [int(x.get(task.max_tokens_key) or params.max_new_tokens) for x in inputs]
+    out: list = [None] * len(inputs)
+    for cap in sorted(set(caps)):
+        idx = [i for i, c in enumerate(caps) if c == cap]
+        capped = dataclasses.replace(params, max_new_tokens=cap)
+        for i, g in zip(idx, backend.generate([task.messages(inputs[i]) for i in idx], capped)):
+            out[i] = g
+    return out
+
+
 def run_task(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], attempts: int | None = None) -> list[TaskResult]:
     """Generate for every input; invalid outputs are retried (sampling, new seed) up to the bound."""
     limit = attempts or task.max_attempts
@@ -107,7 +124,7 @@ def run_task(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], att
         params = task.params
         if attempt > 1:  # greedy decoding would repeat the same invalid text
             params = SamplingParams(params.max_new_tokens, temperature=0.7, top_p=0.95, seed=attempt)
-        gens = backend.generate([task.messages(inputs[i]) for i in pending], params)
+        gens = _generate(backend, task, [inputs[i] for i in pending], params)
         texts = [f"{task.reply_prefix}{g.text}" if task.reply_prefix else g.text for g in gens]
         if task.score is not None:
             texts = _with_score(backend, task, [inputs[i] for i in pending], texts)

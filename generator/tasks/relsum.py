@@ -49,4 +49,5 @@ def parse(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def task(max_tokens: int = DEFAULT_MAX_TOKENS) -> Task:
-    return Task("relsum", SYSTEM, TEMPLATE, parse, SamplingParams(max_new_tokens=max_tokens))
+    # inputs carry their own cap (prepare's max_tokens): the generation job's configured length
+    return Task("relsum", SYSTEM, TEMPLATE, parse, SamplingParams(max_new_tokens=max_tokens), max_tokens_key="max_tokens")

@@ -229,11 +229,12 @@ EVAL_RANKING_METRICS = register(
         layer="eval",
         name="ranking_metrics",
         keys=("variant", "split", "metric"),
-        description="NDCG@5 and R@90P per product-text variant for all, head and tail queries.",
+        description="NDCG@5 and R@90P per product-text variant for all, head and tail queries, and for the "
+                    "queries whose described products all have a summary in every summary variant.",
         schema=pa.schema(
             [
                 _f("variant", pa.string(), False),
-                _f("split", pa.string(), False),  # all | head | tail
+                _f("split", pa.string(), False),  # all | head | tail | summarised
                 _f("metric", pa.string(), False),  # ndcg@5 | r@90p
                 _f("value", pa.float64()),
                 _f("n_queries", pa.int64(), False),

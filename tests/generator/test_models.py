@@ -41,3 +41,18 @@ def test_resolve(tmp_path, cache_dir):
     assert Path(resolve(MINILM, cache_dir), "tokenizer.json").exists()
     with pytest.raises(ModelNotFound, match="precis models pull"):
         resolve(SMOLLM2, tmp_path / "empty-cache")
+
+
+def test_relsum_generation_honours_each_inputs_token_cap(cache_dir):
+    """The generation job passes relsum_max_tokens through the inputs; the real model must stop there
+    (before, it generated the task's default 48 tokens and the parser rejected long summaries)."""
+    from generator.backends import load_backend
+    from generator.tasks import relsum
+    from generator.tasks.base import run_task
+
+    backend = load_backend("transformers", resolve(SMOLLM2, cache_dir), "smollm2", batch_size=4, threads=2)
+    desc = "Braided nylon USB-C to USB-C cable, 2 metres, 60 W fast charging, works with laptops, phones and tablets."
+    inputs = [relsum.prepare("USB-C cable", desc, cap) for cap in (4, 32, 4)]
+    results = run_task(backend, relsum.task(), inputs, attempts=1)
+    assert [r.completion_tokens <= x["max_tokens"] for r, x in zip(results, inputs)] == [True] * 3
+    assert results[1].completion_tokens > 4  # the 32-token input was not cut at 4

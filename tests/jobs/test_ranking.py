@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from jobs.cli import main
-from jobs.ranking import description_delta, evaluate_ranking, metrics_rows
+from jobs.ranking import description_delta, evaluate_ranking, format_metrics, metrics_rows, summarised_queries
 from ranker import registry
 
 DS = "2024-05-01"
@@ -107,6 +107,29 @@ def test_evaluate_ranking_adds_a_variant_per_summary_set(ranked_lake):
     assert report.generated + report.failed == 3
     metrics = evaluate_ranking(lake, DS)
     summary = metrics[metrics.variant == "summary:base"]
-    assert len(summary) == 6 and set(summary.model_id) == {"smollm2-135m-instruct"} and set(summary.adapter_version) == {"base"}
+    assert len(summary) == 8 and set(summary.model_id) == {"smollm2-135m-instruct"} and set(summary.adapter_version) == {"base"}
+    # 3 products are enough to cover the smallest held-out query whole: generate_relsum fills
+    # queries one at a time, so the like-for-like `summarised` split is not empty
+    assert set(summary.split) == {"all", "head", "tail", "summarised"}
+    assert (metrics[metrics.split == "summarised"].n_queries >= 1).all()
     scores = lake.read_pandas("eval.ranking_scores")
     assert (scores.variant == "summary:base").sum() == (scores.variant == "none").sum()
+
+
+def test_summary_variants_are_compared_on_the_queries_they_fully_cover():
+    pairs = pd.DataFrame({"query_id": ["q1", "q1", "q2", "q2", "q3"], "product_id": ["a", "b", "a", "c", "d"],
+                          "description": ["x", "", "x", "y", None]})
+    # b and d have no description, so nothing can summarise them: q1 only needs a, and q3 has
+    # nothing to compare on
+    assert summarised_queries(pairs, {"summary:base": {"a", "c"}, "summary:v1": {"a"}}) == {"q1"}
+    assert summarised_queries(pairs, {"summary:base": {"a", "c"}}) == {"q1", "q2"}
+    assert summarised_queries(pairs, {}) == set()
+    scores = pd.DataFrame({"query_id": ["q1", "q1", "q2", "q2"], "product_id": ["a", "b", "a", "c"], "gain": [1.0, 0.0, 0.0, 1.0],
+                           "score": [0.9, 0.1, 0.8, 0.2], "variant": "none", "scorer": "v0001"})
+    rows = pd.DataFrame(metrics_rows(scores, head_queries={"q1"}, summarised={"q1"}))
+    assert set(rows.split) == {"all", "head", "tail", "summarised"}
+    ndcg = rows[rows.metric == "ndcg@5"].set_index("split")
+    assert ndcg.n_queries["summarised"] == 1 and ndcg.value["summarised"] == ndcg.value["head"] == 1.0
+    assert ndcg.value["all"] < 1.0  # q2 is ranked upside down
+    assert "queries all/head/tail/summarised: 2/1/1/1" in format_metrics(rows)
+    assert "summarised" not in format_metrics(pd.DataFrame(metrics_rows(scores, head_queries={"q1"})))

@@ -138,3 +138,66 @@ def test_http_teacher_labels_through_an_openai_compatible_endpoint_mocked_locall
         assert _FakeOpenAI.seen_auth[0] == "Bearer secret-123"
     finally:
         server.shutdown()
+
+
+def test_prompt_limit_drops_long_prompts_and_refuses_to_drop_all():
+    from jobs.training import _within_prompt_limit
+
+    rows = [{"prompt": "x" * 50}, {"prompt": "y" * 500}]
+    assert _within_prompt_limit(rows, 100, "relsum") == [{"prompt": "x" * 50}]
+    with pytest.raises(ValueError, match="max_prompt_chars=10; raise it"):
+        _within_prompt_limit(rows, 10, "relsum")
+
+
+def test_bf16_follows_config_and_the_cpu():
+    import torch
+
+    from training.common import trl_args, use_bf16
+    from training.config import TrainingConfig
+
+    cfg = TrainingConfig()
+    cfg.train.use_cpu = True
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert use_bf16(cfg) is native  # auto: bf16 autocast only where the CPU has bf16 instructions
+    cfg.train.bf16 = False
+    args = trl_args(cfg, __import__("pathlib").Path("/tmp/x"))
+    assert args["bf16"] is False and args["gradient_checkpointing"] is False  # trl's default is True
+    cfg.train.bf16 = True
+    assert use_bf16(cfg) is True
+
+
+def test_report_to_tensorboard_writes_the_loss_curve(tmp_path):
+    from generator.models import SMOLLM2, resolve
+    from jobs.config import load_config
+    from training.config import TrainingConfig
+    from training.sft import run_sft
+
+    cfg = TrainingConfig()
+    cfg.train.max_steps, cfg.train.batch_size, cfg.train.report_to = 2, 2, "tensorboard"
+    base = resolve(SMOLLM2, load_config(None, environ={}).cache_dir)
+    examples = [{"prompt": f"Name colour {i}:", "completion": f" colour {i} is blue.<|im_end|>"} for i in range(4)]
+    run = run_sft(str(base), examples, cfg, tmp_path / "adapter")
+    assert len(run.series("loss")) == 2
+    events = list((tmp_path / "adapter" / "trainer").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file under the run folder"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(events[0].parent)).Reload()
+    assert len(acc.Scalars("train/loss")) == 2
+
+
+def test_report_to_a_missing_tracker_fails_before_loading_the_model():
+    import importlib.util
+
+    from training.common import report_to
+    from training.config import TrainingConfig
+
+    cfg = TrainingConfig()
+    cfg.train.report_to = "mlflow"
+    if importlib.util.find_spec("mlflow") is None:
+        with pytest.raises(RuntimeError, match="needs the mlflow package: pip install mlflow"):
+            report_to(cfg)
+    else:
+        assert report_to(cfg) == ["mlflow"]
+    cfg.train.report_to = "none"
+    assert report_to(cfg) == []
