@@ -46,12 +46,13 @@ def main() -> None:
     from jobs.lake import Lake
     from jobs.training import _base_model, _tokenizer, relsum_reward, relsum_rows
     from training.common import load_policy, use_bf16
+    from training.config import TrainingConfig
 
     lake = Lake(load_config(None, lake=a.lake))
     cfg = lake.cfg.training
     tokenizer = _tokenizer(lake)
     rows = relsum_rows(lake, tokenizer, a.prompts * (a.repeats + 1))
-    cpu_bf16 = use_bf16(cfg.model_copy(update={"train": cfg.train.model_copy(update={"use_cpu": True, "bf16": None})}))
+    cpu_bf16 = use_bf16(TrainingConfig(train={"use_cpu": True}))  # what training picks on this CPU by default
     precisions = {"fp32": ["fp32"], "bf16": ["bf16"], "both": ["fp32", "bf16"] if cpu_bf16 else ["fp32"]}[a.precision]
     reward = relsum_reward(lake)
     model, tokenizer, peft_config = load_policy(_base_model(lake), None, cfg)

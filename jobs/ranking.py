@@ -245,10 +245,10 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
         provenance[variant] = (model_id, adapter)
     # BM25 needs corpus statistics over all candidate texts: computed on the driver from the
     # (query, text) pairs, which are small next to what the cross-encoder reads.
-    local = pairs.select("query_id", "query", "product_id", "gain", texts["desc"].alias("text")).toPandas()
+    local = pairs.select("query_id", "query", "product_id", "gain", "description", texts["desc"].alias("text")).toPandas()
     local["score"] = bm25_scores(list(local["query"]), list(local["text"]))
     local["variant"], local["scorer"] = "bm25", "bm25"
-    bm25 = spark.createDataFrame(local.drop(columns=["text"]))
+    bm25 = spark.createDataFrame(local.drop(columns=["text", "description"]))
     scores = frames[0]
     for f in [*frames[1:], bm25]:
         scores = scores.unionByName(f)
@@ -258,10 +258,9 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
     scored = scored[scored.ds == ds]
     summarised = set()
     if summary_plans:
-        judged = pairs.select("query_id", "product_id", "description").toPandas()
         by_variant = {v: {r["product_id"] for r in t.where(F.col("summary").isNotNull()).select("product_id").distinct().collect()}
                       for v, _, t, _, _ in summary_plans}
-        summarised = summarised_queries(judged, by_variant)
+        summarised = summarised_queries(local, by_variant)  # the judged pairs, already on the driver for BM25
         log.info("summary variants compared like for like on %d of %d queries (all their described products summarised)",
                  len(summarised), len(queries))
     rows = metrics_rows(scored, head, summarised)
