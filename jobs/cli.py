@@ -206,7 +206,7 @@ def cmd_adapters(cfg: PrecisConfig, args: argparse.Namespace) -> int:
         for task in tasks:
             for folder in registry.versions(root, task):
                 m = registry.manifest(folder)
-                print(f"{task}/{folder.name}  {m.get('method'):<6} {m.get('status'):<9} parent={Path(m['parent_adapter']).name if m.get('parent_adapter') else '-'}"
+                print(f"{task}/{registry.tag(folder)}  {m.get('method'):<6} {m.get('status'):<9} parent={Path(m['parent_adapter']).name if m.get('parent_adapter') else '-'}"
                       f"  examples={m.get('examples')}  {folder}")
         return 0
     if not args.task:

@@ -245,7 +245,7 @@ def backend_settings(lake: Lake, job: str) -> BackendSettings:
     task = JOBS[job].name
     folder = registry.select(lake.cfg.adapters_dir, task, g.adapters.get(task, "latest"))
     return BackendSettings(g.backend, resolve(name, lake.cfg.cache_dir), name, str(folder) if folder else None,
-                           folder.name if folder else registry.BASE, g.batch_size, g.threads, g.dtype)
+                           registry.tag(folder), g.batch_size, g.threads, g.dtype)
 
 
 def _current(lake: Lake, table, task_name: str):

@@ -369,8 +369,9 @@ def train_task(lake: Lake, name: str, method: str, ds: str, max_steps: int | Non
             "reward": getattr(reward, "__name__", None), "judge_prompt_version": getattr(reward, "prompt_version", None),
             "log": run.steps}
     folder = registry.publish(tmp, version, meta, status)
-    row = {"run_id": f"{reg_task}/{version}", "task": reg_task, "method": method, "adapter_version": version,
-           "parent_adapter": parent_folder.name if parent_folder else None, "base_model": Path(base).name,
+    adapter = registry.tag(folder)  # what generated rows will record, so runs join to them
+    row = {"run_id": f"{reg_task}/{adapter}", "task": reg_task, "method": method, "adapter_version": adapter,
+           "parent_adapter": registry.tag(parent_folder) if parent_folder else None, "base_model": Path(base).name,
            "examples": len(data), "steps": int(max([s["step"] for s in run.steps], default=cfg.train.max_steps)),
            "seconds": run.seconds, "reward_first10": r_first, "reward_last10": r_last, "loss_first10": l_first,
            "loss_last10": l_last, "reward_share": (reward.stats.seconds / run.seconds) if reward and run.seconds else None,
@@ -393,11 +394,12 @@ def heldout_reward(lake: Lake, adapter: Path | None, n: int) -> tuple[float, int
     from generator.backends import load_backend
     from generator.tasks import relsum
     from generator.tasks.base import run_task
+    from training import registry
 
     rows = relsum_rows(lake, _tokenizer(lake), n, heldout=True)
     g = lake.cfg.generation
     backend = load_backend(g.backend, _base_model(lake), "eval", str(adapter) if adapter else None,
-                           adapter.name if adapter else None,
+                           registry.tag(adapter) if adapter else None,
                            **({"batch_size": g.batch_size, "threads": g.threads, "dtype": g.dtype} if g.backend == "transformers" else {}))
     results = run_task(backend, relsum.task(g.relsum_max_tokens), [r["inputs"] for r in rows], 1)
     summaries = [r.value["summary"] if r.status == "ok" else "" for r in results]
@@ -420,9 +422,9 @@ def evaluate_candidate(lake: Lake, name: str, ds: str) -> str:
     value, count = heldout_reward(lake, candidate, n)
     base_value, _ = heldout_reward(lake, current, n)
     registry.set_status(candidate, "candidate", evaluation={
-        "metric": "heldout_mean_reward", "value": value, "baseline": base_value, "baseline_adapter": current.name if current else "base",
+        "metric": "heldout_mean_reward", "value": value, "baseline": base_value, "baseline_adapter": registry.tag(current),
         "prompts": count})
-    row = _run_row(lake, f"{task}/{candidate.name}")
+    row = _run_row(lake, f"{task}/{registry.tag(candidate)}")
     row.update(eval_metric="heldout_mean_reward", eval_value=value, baseline_value=base_value)
     record_run(lake, row)
     return (f"evaluate {task}/{candidate.name}: held-out mean reward {value:.4f} vs {base_value:.4f} for "
@@ -443,7 +445,7 @@ def promote(lake: Lake, name: str, ds: str) -> str:
         raise ValueError(f"{task}/{candidate.name} has not been evaluated; run the evaluate step first")
     better = ev["value"] > ev["baseline"] + lake.cfg.training.min_improvement
     registry.set_status(candidate, "ready" if better else "rejected", decided=ds)
-    row = _run_row(lake, f"{task}/{candidate.name}")
+    row = _run_row(lake, f"{task}/{registry.tag(candidate)}")
     row.update(promoted=better)
     record_run(lake, row)
     verdict = "promoted" if better else "rejected (not better than the current one)"

@@ -2,13 +2,18 @@
 
 A version folder holds the PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`), the
 tokenizer, and `adapter.json`: base model, task, method, training configuration, data snapshot,
-metrics, parent adapter, and `status` (`ready`, or `rejected` when the weekly evaluation found it
-no better than the current one). Generation uses the newest `ready` version of its task unless a
-version is pinned.
+metrics, parent adapter, `content_hash` (of the adapter's weights and config), and `status`
+(`ready`, or `rejected` when the weekly evaluation found it no better than the current one).
+Generation uses the newest `ready` version of its task unless a version is pinned.
+
+Tables record an adapter by its tag, `vNNNN-<first 8 hex of content_hash>`, not by the folder name
+alone: version numbers restart when a registry is wiped, and a retrained `v0001` must not pass for
+the old one (the generation job would skip its rows as already made).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -16,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "adapter.json"
+_HASHED = ("adapter_config.json", "adapter_model.safetensors")  # what decides the adapter's outputs
 _VERSION = re.compile(r"^v(\d{4,})$")
 BASE = "base"
 
@@ -30,6 +36,28 @@ def versions(root: Path, task: str) -> list[Path]:
 
 def manifest(folder: Path) -> dict[str, Any]:
     return json.loads((folder / MANIFEST).read_text())
+
+
+def content_hash(folder: Path) -> str:
+    """sha256 over the adapter's config and weights, each file's name and bytes."""
+    h = hashlib.sha256()
+    for name in _HASHED:
+        path = folder / name
+        if path.exists():
+            h.update(name.encode() + b"\0")
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def tag(folder: Path | None) -> str:
+    """What tables record for this adapter: `vNNNN-<8 hex>`, or `base` for no adapter. Adapters
+    registered before content hashes were recorded are hashed on the fly."""
+    if folder is None:
+        return BASE
+    digest = manifest(folder).get("content_hash") or content_hash(folder)
+    return f"{folder.name}-{digest[:8]}"
 
 
 def latest(root: Path, task: str) -> Path | None:
@@ -72,7 +100,8 @@ def staging(root: Path, task: str) -> tuple[str, Path]:
 def publish(tmp: Path, name: str, data: dict[str, Any], status: str = "ready") -> Path:
     """Move a complete staging folder into place. `status="candidate"`: registered but not used by
     generation until promoted (the weekly training DAG evaluates it first)."""
-    (tmp / MANIFEST).write_text(json.dumps({"status": status, **data}, indent=2, default=str))
+    data = {"status": status, **data, "content_hash": content_hash(tmp)}
+    (tmp / MANIFEST).write_text(json.dumps(data, indent=2, default=str))
     final = tmp.parent / name
     tmp.rename(final)  # the version appears complete or not at all
     return final

@@ -65,13 +65,15 @@ def test_relsum_sft_then_grpo_and_dpo_register_adapters_that_generation_uses(tra
     assert dpo.folder.name == "v0003" and registry.manifest(dpo.folder)["metrics"]["dpo_pairs"] >= 1
 
     runs = lake.read_pandas("eval.training_runs")
-    assert sorted(runs.run_id) == ["relsum/v0001", "relsum/v0002", "relsum/v0003"]
+    tags = [registry.tag(f) for f in (sft.folder, grpo.folder, dpo.folder)]
+    assert sorted(runs.run_id) == [f"relsum/{t}" for t in tags] and tags[2].startswith("v0003-")
+    assert runs.set_index("run_id").loc[f"relsum/{tags[1]}", "parent_adapter"] == tags[0]
 
     # the newest adapter is what generation loads, and every row records it
     report = generate(lake, "relsum", "2024-05-02")
     assert report.generated + report.failed > 0
     rows = lake.read_pandas("gold.product_summaries")
-    assert set(rows[rows.ds == "2024-05-02"].adapter_version) <= {"v0003"}
+    assert set(rows[rows.ds == "2024-05-02"].adapter_version) <= {tags[2]}
     assert (rows.ds == "2024-05-02").sum() == report.generated
 
 
