@@ -52,6 +52,15 @@ class LakeConfig(_Section):
         default_factory=dict,
         description="Passed to delta-rs for object stores (e.g. AWS_REGION); empty for local disks.",
     )
+    commit_attempts: int = Field(
+        default=8, ge=1,
+        description="Optimistic concurrency: a write whose table changed between its read and its commit "
+        "is planned again from the new snapshot, up to this many attempts, then fails (nothing committed).",
+    )
+    commit_backoff_s: float = Field(
+        default=0.2, ge=0,
+        description="First wait before planning a conflicting write again; doubles per attempt, with jitter.",
+    )
 
 
 class SparkConfig(_Section):

@@ -92,3 +92,23 @@ def generated_lake(tmp_path_factory, spark, cf_subset):
     filter_reviews(lake, "2024-05-01")
     reports = {name: generate(lake, name, "2024-05-01") for name in ORDER}
     return lake, reports
+
+
+def run_concurrently(*fns) -> None:
+    """Start every function in its own thread at once, wait for all, and re-raise any failure."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run(fn):
+        try:
+            fn()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(fn,)) for fn in fns]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

@@ -43,6 +43,10 @@ class LakeError(RuntimeError):
     """A lake that cannot be used as configured; the message says what to change."""
 
 
+class LakeConflict(LakeError):
+    """A write that kept losing to concurrent writers for `lake.commit_attempts` attempts."""
+
+
 @dataclass(frozen=True)
 class WriteResult:
     """What one write did, for logs and tests."""
@@ -129,10 +133,14 @@ class Lake:
         from deltalake import DeltaTable
 
         spec = get_table(table) if isinstance(table, str) else table
-        DeltaTable.create(
-            self.path(spec), spec.schema, mode="ignore", partition_by=list(spec.partition_by) or None,
-            name=spec.qualified_name, description=spec.description, storage_options=self.storage_options,
-        )
+        try:
+            DeltaTable.create(
+                self.path(spec), spec.schema, mode="ignore", partition_by=list(spec.partition_by) or None,
+                name=spec.qualified_name, description=spec.description, storage_options=self.storage_options,
+            )
+        except Exception:
+            if not self.exists(spec):  # lost the race to another writer creating it: that is fine
+                raise
 
     def existing_tables(self) -> list[TableSpec]:
         return [spec for _, spec in sorted(TABLES.items()) if self.exists(spec)]
@@ -180,21 +188,13 @@ class Lake:
             raise ValueError(f"{spec.qualified_name} is not partitioned by ds; use merge or append")
         from pyspark.sql import functions as F
 
-        df = df.withColumn("ds", F.lit(ds))
-        if self.exists(spec):
-            stored = self.read(spec).where(F.col("ds") == ds)
-            if _fingerprint(stored, spec) == _fingerprint(df, spec):
-                log.info("%s: partition ds=%s unchanged; nothing to commit", spec.qualified_name, ds)
-                return WriteResult(spec.qualified_name, 0, 0, 0, self.delta_table(spec).version(), False)
-        return self.engine.replace_partition(spec, df, ds)
+        # Each engine skips the commit when the partition already holds these rows.
+        return self.engine.replace_partition(spec, df.withColumn("ds", F.lit(ds)), ds)
 
     def replace_table(self, table: str | TableSpec, df: "DataFrame") -> WriteResult:
         """Replace the whole table with `df` in one commit (readers see the old or the new rows,
         never a mix); commits nothing when the content is unchanged."""
         spec = get_table(table) if isinstance(table, str) else table
-        if self.exists(spec) and _fingerprint(self.read(spec), spec) == _fingerprint(df, spec):
-            log.info("%s: unchanged; nothing to commit", spec.qualified_name)
-            return WriteResult(spec.qualified_name, 0, 0, 0, self.delta_table(spec).version(), False)
         return self.engine.replace_table(spec, df)
 
     def append(self, table: str | TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:
@@ -248,11 +248,46 @@ def _content_hash(df: "DataFrame", spec: TableSpec) -> "DataFrame":
     return df.withColumn(_HASH_COL, F.xxhash64(*[F.col(c) for c in spec.content_columns]))
 
 
-class DeltaRsEngine(_Engine):
-    """Embedded: Spark executors write Parquet, delta-rs commits on the driver."""
+@dataclass
+class _Planned:
+    """What one attempt of a delta-rs write commits: its actions and what to report."""
 
-    def read(self, spec: TableSpec) -> "DataFrame":
-        dt = self.lake.delta_table(spec)
+    actions: list
+    mode: str  # append | overwrite
+    partition_filters: list | None = None
+    app_transactions: list | None = None
+    files_removed: int = 0
+
+    @property
+    def adds(self) -> list:
+        return [a for a in self.actions if hasattr(a, "stats")]
+
+    @property
+    def rows(self) -> int:
+        import json
+
+        return sum(json.loads(a.stats)["numRecords"] for a in self.adds)
+
+
+class DeltaRsEngine(_Engine):
+    """Embedded: Spark executors write Parquet, delta-rs commits on the driver.
+
+    Every write is optimistic: it is planned from one snapshot (the version it read) and committed
+    against that version with delta-rs's own retries off, so a commit that another writer made in
+    between is a conflict, never silently layered on top. On a conflict the written files are
+    deleted and the write is planned again from the new snapshot, with exponential backoff, up to
+    `lake.commit_attempts` times.
+    """
+
+    def _snapshot(self, spec: TableSpec):
+        from deltalake import DeltaTable
+
+        uri = self.lake.path(spec)
+        opts = self.lake.storage_options
+        return DeltaTable(uri, storage_options=opts) if DeltaTable.is_deltatable(uri, storage_options=opts) else None
+
+    def read(self, spec: TableSpec, snapshot=None) -> "DataFrame":
+        dt = snapshot if snapshot is not None else self.lake.delta_table(spec)
         files = dt.file_uris()
         spark = self.lake.spark
         schema = spark_schema(spec.schema)
@@ -264,6 +299,11 @@ class DeltaRsEngine(_Engine):
         if spec.partition_by:
             reader = reader.option("basePath", self.lake.path(spec))
         return reader.parquet(*files).select(*spec.schema.names)
+
+    def _stored(self, spec: TableSpec, snapshot) -> "DataFrame":
+        if snapshot is None:
+            return self.lake.spark.createDataFrame([], spark_schema(spec.schema))
+        return self.read(spec, snapshot)
 
     def _write_files(self, spec: TableSpec, df: "DataFrame") -> list:
         from deltalake.transaction import AddAction
@@ -283,99 +323,143 @@ class DeltaRsEngine(_Engine):
             actions.append(AddAction(r.path, r.size, pv, mtime, True, r.stats))
         return actions
 
-    def _commit(self, spec: TableSpec, actions: list, mode: str, *, partition_filters=None, commit_properties=None) -> int:
-        from deltalake import DeltaTable
-        from deltalake.transaction import create_table_with_add_actions
+    # ------------------------------------------------------------ optimistic commits
+    def _transact(self, spec: TableSpec, plan) -> WriteResult:
+        """Plan from a snapshot, commit against its version; on a conflict, plan again.
+        `plan(snapshot)` returns a `_Planned`, or a `WriteResult` when there is nothing to commit."""
+
+        def attempt() -> WriteResult:
+            snapshot = self._snapshot(spec)
+            planned = plan(snapshot)
+            if isinstance(planned, WriteResult):
+                return planned
+            try:
+                version = self._commit(spec, snapshot, planned)
+            except BaseException:
+                self._discard(spec, planned)
+                raise
+            return WriteResult(spec.qualified_name, planned.rows, len(planned.adds), planned.files_removed, version, True)
+
+        return _with_retries(self.lake, spec, attempt, _is_deltars_conflict)
+
+    def _commit(self, spec: TableSpec, snapshot, planned: _Planned) -> int:
+        """Commit `planned` exactly on top of `snapshot` (None: the table does not exist yet), or raise."""
+        from deltalake import CommitProperties
         from deltalake import Schema as DeltaSchema
+        from deltalake.transaction import create_table_with_add_actions
 
-        uri = self.lake.path(spec)
-        opts = self.lake.storage_options
-        if not DeltaTable.is_deltatable(uri, storage_options=opts):
-            adds = [a for a in actions if not hasattr(a, "deletion_timestamp")]
-            create_table_with_add_actions(
-                uri,
-                DeltaSchema.from_arrow(spec.schema),
-                adds,
-                mode="error",
-                partition_by=list(spec.partition_by) or None,
-                name=spec.qualified_name,
-                description=spec.description,
-                storage_options=opts,
-                commit_properties=commit_properties,
-            )
-        else:
-            dt = DeltaTable(uri, storage_options=opts)
-            dt.create_write_transaction(
-                actions,
-                mode,
-                spec.schema,
-                partition_by=list(spec.partition_by) or None,
-                partition_filters=partition_filters,
-                commit_properties=commit_properties,
-            )
-        return DeltaTable(uri, storage_options=opts).version()
+        props = CommitProperties(max_commit_retries=0, app_transactions=planned.app_transactions)
+        if snapshot is None:
+            try:
+                create_table_with_add_actions(
+                    self.lake.path(spec),
+                    DeltaSchema.from_arrow(spec.schema),
+                    planned.adds,
+                    mode="error",
+                    partition_by=list(spec.partition_by) or None,
+                    name=spec.qualified_name,
+                    description=spec.description,
+                    storage_options=self.lake.storage_options,
+                    commit_properties=props,
+                )
+            except Exception as exc:
+                if self._snapshot(spec) is not None:
+                    raise _CreatedMeanwhile(spec.qualified_name) from exc
+                raise
+            return 0
+        read_version = snapshot.version()
+        snapshot.create_write_transaction(
+            planned.actions,
+            planned.mode,
+            spec.schema,
+            partition_by=list(spec.partition_by) or None,
+            partition_filters=planned.partition_filters,
+            commit_properties=props,
+        )
+        return read_version + 1  # with retries off, delta-rs commits exactly there or raises
 
-    @staticmethod
-    def _rows(actions: list) -> int:
-        import json
+    def _discard(self, spec: TableSpec, planned: _Planned) -> None:
+        """Delete the files of a write that did not commit (no snapshot refers to them)."""
+        base = self.lake.path(spec)
+        if "://" in base:
+            log.warning("%s: %d uncommitted files left for `precis vacuum`", spec.qualified_name, len(planned.adds))
+            return
+        import os
 
-        return sum(json.loads(a.stats)["numRecords"] for a in actions if hasattr(a, "stats"))
+        for a in planned.adds:
+            try:
+                os.remove(os.path.join(base, unquote(a.path)))
+            except FileNotFoundError:
+                pass
 
+    # ------------------------------------------------------------ the write modes
     def replace_partition(self, spec: TableSpec, df: "DataFrame", ds: str) -> WriteResult:
-        actions = self._write_files(spec, df)
-        exists = self.lake.exists(spec)
-        removed = 0
-        if exists:
-            live = pa.table(self.lake.delta_table(spec).get_add_actions(flatten=True))
-            removed = sum(1 for v in live.column("partition.ds").to_pylist() if v == ds)
-        version = self._commit(spec, actions, "overwrite", partition_filters=[("ds", "=", ds)])
-        return WriteResult(spec.qualified_name, self._rows(actions), len(actions), removed, version, True)
+        def plan(snapshot):
+            if snapshot is not None:
+                from pyspark.sql import functions as F
+
+                stored = self.read(spec, snapshot).where(F.col("ds") == ds)
+                if _fingerprint(stored, spec) == _fingerprint(df, spec):
+                    log.info("%s: partition ds=%s unchanged; nothing to commit", spec.qualified_name, ds)
+                    return WriteResult(spec.qualified_name, 0, 0, 0, snapshot.version(), False)
+            removed = 0
+            if snapshot is not None:
+                live = pa.table(snapshot.get_add_actions(flatten=True))
+                removed = sum(1 for v in live.column("partition.ds").to_pylist() if v == ds)
+            return _Planned(self._write_files(spec, df), "overwrite", partition_filters=[("ds", "=", ds)],
+                            files_removed=removed)
+
+        return self._transact(spec, plan)
 
     def replace_table(self, spec: TableSpec, df: "DataFrame") -> WriteResult:
-        actions = self._write_files(spec, df)
-        removed = len(self.lake.delta_table(spec).file_uris()) if self.lake.exists(spec) else 0
-        version = self._commit(spec, actions, "overwrite")
-        return WriteResult(spec.qualified_name, self._rows(actions), len(actions), removed, version, True)
+        def plan(snapshot):
+            if snapshot is not None:
+                if _fingerprint(self.read(spec, snapshot), spec) == _fingerprint(df, spec):
+                    log.info("%s: unchanged; nothing to commit", spec.qualified_name)
+                    return WriteResult(spec.qualified_name, 0, 0, 0, snapshot.version(), False)
+            removed = len(snapshot.file_uris()) if snapshot is not None else 0
+            return _Planned(self._write_files(spec, df), "overwrite", files_removed=removed)
+
+        return self._transact(spec, plan)
 
     def append(self, spec: TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:
-        from deltalake import CommitProperties, Transaction
+        from deltalake import Transaction
 
-        if self.lake.exists(spec):
-            done = self.lake.delta_table(spec).transaction_version(app_id)
-            if done is not None and done >= version:
-                log.info("%s: transaction %s v%s already committed", spec.qualified_name, app_id, version)
-                return WriteResult(spec.qualified_name, 0, 0, 0, None, False)
-        actions = self._write_files(spec, df)
-        props = CommitProperties(app_transactions=[Transaction(app_id, version)])
-        v = self._commit(spec, actions, "append", commit_properties=props)
-        return WriteResult(spec.qualified_name, self._rows(actions), len(actions), 0, v, True)
+        def plan(snapshot):
+            if snapshot is not None:
+                done = snapshot.transaction_version(app_id)
+                if done is not None and done >= version:
+                    log.info("%s: transaction %s v%s already committed", spec.qualified_name, app_id, version)
+                    return WriteResult(spec.qualified_name, 0, 0, 0, snapshot.version(), False)
+            return _Planned(self._write_files(spec, df), "append", app_transactions=[Transaction(app_id, version)])
+
+        return self._transact(spec, plan)
 
     def merge(self, spec: TableSpec, df: "DataFrame", when_matched: str) -> WriteResult:
+        if when_matched == "ignore":
+            return self._transact(spec, lambda snapshot: self._plan_insert_new(spec, df, snapshot))
+        return self._transact(spec, lambda snapshot: self._plan_upsert(spec, df, snapshot))
+
+    def _plan_insert_new(self, spec: TableSpec, df: "DataFrame", snapshot):
+        """Insert the source rows whose key the snapshot does not hold."""
+        keys = list(spec.keys)
+        new = df if snapshot is None else df.join(self._stored(spec, snapshot).select(*keys), keys, "left_anti")
+        actions = self._write_files(spec, new)
+        if not actions:
+            return WriteResult(spec.qualified_name, 0, 0, 0, None if snapshot is None else snapshot.version(), False)
+        return _Planned(actions, "append")
+
+    def _plan_upsert(self, spec: TableSpec, df: "DataFrame", snapshot):
+        """Upsert, copy-on-write: drop source rows identical to what is stored, find the files that
+        hold the remaining keys, rewrite those files without them plus the source rows, and commit
+        removes and adds together."""
         from deltalake.transaction import RemoveAction
         from pyspark.sql import functions as F
 
+        if snapshot is None or not snapshot.file_uris():
+            return self._plan_insert_new(spec, df, None)
         keys = list(spec.keys)
-        if not self.lake.exists(spec) or not self.lake.delta_table(spec).file_uris():
-            # nothing stored yet (absent or empty): every source row is new
-            actions = self._write_files(spec, df)
-            if not actions:
-                return WriteResult(spec.qualified_name, 0, 0, 0, None, False)
-            v = self._commit(spec, actions, "append")
-            return WriteResult(spec.qualified_name, self._rows(actions), len(actions), 0, v, True)
-
-        dt = self.lake.delta_table(spec)
-        existing = self.read(spec)
-        if when_matched == "ignore":
-            new = df.join(existing.select(*keys), keys, "left_anti")
-            actions = self._write_files(spec, new)
-            if not actions:
-                return WriteResult(spec.qualified_name, 0, 0, 0, dt.version(), False)
-            v = self._commit(spec, actions, "append")
-            return WriteResult(spec.qualified_name, self._rows(actions), len(actions), 0, v, True)
-
-        # Upsert, copy-on-write: drop source rows identical to what is stored, find the files that
-        # hold the remaining keys, rewrite those files without them plus the source rows, and
-        # commit removes and adds together.
+        existing = self.read(spec, snapshot)
         existing = _content_hash(existing.withColumn(_FILE_COL, F.col("_metadata.file_path")), spec)
         src = _content_hash(df.select(*spec.schema.names), spec)
         changed = src.join(existing.select(*keys, _HASH_COL), [*keys, _HASH_COL], "left_anti").drop(_HASH_COL)
@@ -385,7 +469,7 @@ class DeltaRsEngine(_Engine):
                 r[0] for r in existing.join(changed.select(*keys), keys, "left_semi").select(_FILE_COL).distinct().collect()
             ]
             if not touched and changed.isEmpty():
-                return WriteResult(spec.qualified_name, 0, 0, 0, dt.version(), False)
+                return WriteResult(spec.qualified_name, 0, 0, 0, snapshot.version(), False)
             kept = (
                 existing.where(F.col(_FILE_COL).isin(touched))
                 .join(changed.select(*keys), keys, "left_anti")
@@ -394,13 +478,50 @@ class DeltaRsEngine(_Engine):
             adds = self._write_files(spec, changed.unionByName(kept))
         finally:
             changed.unpersist()
-        by_path = _add_actions_by_uri(dt, self.lake.path(spec))
+        by_path = _add_actions_by_uri(snapshot, self.lake.path(spec))
         removes = []
         for uri in touched:
             rel, size, pv = by_path[_norm_uri(uri)]
             removes.append(RemoveAction(rel, True, now_ms(), size, pv))
-        v = self._commit(spec, [*removes, *adds], "append")
-        return WriteResult(spec.qualified_name, self._rows(adds), len(adds), len(removes), v, True)
+        return _Planned([*removes, *adds], "append", files_removed=len(removes))
+
+
+def _with_retries(lake: Lake, spec: TableSpec, attempt, is_conflict) -> WriteResult:
+    """Run `attempt()` (plan from a fresh snapshot and commit) until it commits or finds nothing to
+    commit; a conflict with another writer waits (exponential backoff with jitter) and tries again."""
+    import random
+    import time
+
+    attempts = lake.cfg.lake.commit_attempts
+    wait = lake.cfg.lake.commit_backoff_s
+    for n in range(1, attempts + 1):
+        try:
+            return attempt()
+        except Exception as exc:
+            if not is_conflict(exc):
+                raise
+            if n == attempts:
+                raise LakeConflict(
+                    f"{spec.qualified_name}: another writer committed first {attempts} times in a row; nothing "
+                    "was committed by this write. Run it again, or raise lake.commit_attempts"
+                ) from exc
+            pause = wait * 2 ** (n - 1) * (0.5 + random.random())
+            log.warning("%s: another writer committed first; planning the write again (attempt %d of %d) in %.2fs",
+                        spec.qualified_name, n + 1, attempts, pause)
+            time.sleep(pause)
+    raise AssertionError("unreachable")
+
+
+class _CreatedMeanwhile(Exception):
+    """Another writer created the table between this write's check and its commit."""
+
+
+def _is_deltars_conflict(exc: BaseException) -> bool:
+    """A commit refused because the table moved on since the write's snapshot (delta-rs raises
+    CommitFailedError with its retries off), or was created by another writer first."""
+    from deltalake.exceptions import CommitFailedError
+
+    return isinstance(exc, (CommitFailedError, _CreatedMeanwhile))
 
 
 def _norm_uri(uri: str) -> str:
@@ -448,43 +569,69 @@ class SparkDeltaEngine(_Engine):
 
         return DeltaTable.forPath(self.lake.spark, self.lake.path(spec)).history(1).collect()[0]["version"]
 
+    def _transact(self, spec: TableSpec, write) -> WriteResult:
+        """delta-spark detects conflicting commits itself (optimistic concurrency against the
+        version each write read); a conflicting write is run again from the new snapshot."""
+
+        def attempt() -> WriteResult:
+            self._ensure(spec)
+            return write() or WriteResult(spec.qualified_name, None, None, None, self._version(spec), True)
+
+        return _with_retries(self.lake, spec, attempt, _is_spark_delta_conflict)
+
     def replace_partition(self, spec: TableSpec, df: "DataFrame", ds: str) -> WriteResult:
-        self._ensure(spec)
-        (
-            df.select(*spec.schema.names)
-            .write.format("delta")
-            .mode("overwrite")
-            .option("replaceWhere", f"ds = '{ds}'")
-            .save(self.lake.path(spec))
-        )
-        return WriteResult(spec.qualified_name, None, None, None, self._version(spec), True)
+        from pyspark.sql import functions as F
+
+        def write():
+            if _fingerprint(self.read(spec).where(F.col("ds") == ds), spec) == _fingerprint(df, spec):
+                return WriteResult(spec.qualified_name, 0, 0, 0, self._version(spec), False)
+            (
+                df.select(*spec.schema.names)
+                .write.format("delta")
+                .mode("overwrite")
+                .option("replaceWhere", f"ds = '{ds}'")
+                .save(self.lake.path(spec))
+            )
+
+        return self._transact(spec, write)
 
     def replace_table(self, spec: TableSpec, df: "DataFrame") -> WriteResult:
-        self._ensure(spec)
-        df.select(*spec.schema.names).write.format("delta").mode("overwrite").save(self.lake.path(spec))
-        return WriteResult(spec.qualified_name, None, None, None, self._version(spec), True)
+        def write():
+            if _fingerprint(self.read(spec), spec) == _fingerprint(df, spec):
+                return WriteResult(spec.qualified_name, 0, 0, 0, self._version(spec), False)
+            df.select(*spec.schema.names).write.format("delta").mode("overwrite").save(self.lake.path(spec))
+
+        return self._transact(spec, write)
 
     def append(self, spec: TableSpec, df: "DataFrame", app_id: str, version: int) -> WriteResult:
-        self._ensure(spec)
-        (
-            df.select(*spec.schema.names)
-            .write.format("delta")
-            .mode("append")
-            .option("txnAppId", app_id)
-            .option("txnVersion", version)
-            .save(self.lake.path(spec))
-        )
-        return WriteResult(spec.qualified_name, None, None, None, self._version(spec), True)
+        def write():
+            (
+                df.select(*spec.schema.names)
+                .write.format("delta")
+                .mode("append")
+                .option("txnAppId", app_id)
+                .option("txnVersion", version)
+                .save(self.lake.path(spec))
+            )
+
+        return self._transact(spec, write)
 
     def merge(self, spec: TableSpec, df: "DataFrame", when_matched: str) -> WriteResult:
         from delta.tables import DeltaTable
 
-        self._ensure(spec)
-        target = DeltaTable.forPath(self.lake.spark, self.lake.path(spec))
-        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)
-        builder = target.alias("t").merge(df.select(*spec.schema.names).alias("s"), on)
-        if when_matched == "update":
-            differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in spec.content_columns)
-            builder = builder.whenMatchedUpdateAll(condition=differs)
-        builder.whenNotMatchedInsertAll().execute()
-        return WriteResult(spec.qualified_name, None, None, None, self._version(spec), True)
+        def write():
+            target = DeltaTable.forPath(self.lake.spark, self.lake.path(spec))
+            on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)
+            builder = target.alias("t").merge(df.select(*spec.schema.names).alias("s"), on)
+            if when_matched == "update":
+                differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in spec.content_columns)
+                builder = builder.whenMatchedUpdateAll(condition=differs)
+            builder.whenNotMatchedInsertAll().execute()
+
+        return self._transact(spec, write)
+
+
+def _is_spark_delta_conflict(exc: BaseException) -> bool:
+    from delta.exceptions import DeltaConcurrentModificationException
+
+    return isinstance(exc, DeltaConcurrentModificationException)

@@ -7,6 +7,7 @@ import pytest
 
 from jobs.lake import TableSpec, register
 from jobs.lake.lake import spark_schema
+from tests.conftest import run_concurrently
 
 KV = register(
     TableSpec(
@@ -175,3 +176,80 @@ def test_replace_table_is_one_commit_and_readers_never_see_a_mix(lake, spark):
     assert r.committed and r.version == v + 1 and r.files_removed >= 1
     assert [x[1] for x in table(lake)] == [2] * 20
     assert seen and set(seen) <= {("old",), ("new",)}  # each read is one snapshot, never a mix
+
+
+# ---------------------------------------------------------------- concurrent writers
+def test_a_commit_made_between_read_and_commit_is_a_conflict_that_is_planned_again(lake, spark, monkeypatch):
+    """Deterministic interleaving: while writer A plans an insert-only merge from version v, writer B
+    commits the same keys. A's commit against v must be refused, A plans again from B's version and
+    finds nothing new: every key once."""
+    from jobs.lake.lake import DeltaRsEngine
+
+    lake.merge(KV, frame(spark, [("a", 1, None)]))
+    original = DeltaRsEngine._write_files
+    calls = {"n": 0}
+
+    def write_then_let_b_commit(self, spec, df):
+        actions = original(self, spec, df)
+        calls["n"] += 1
+        if calls["n"] == 1:  # B commits after A has read and written its files
+            monkeypatch.setattr(DeltaRsEngine, "_write_files", original)
+            lake.merge(KV, frame(spark, [("b", 2, "B"), ("c", 3, "B")]), when_matched="ignore")
+            monkeypatch.setattr(DeltaRsEngine, "_write_files", write_then_let_b_commit)
+        return actions
+
+    monkeypatch.setattr(DeltaRsEngine, "_write_files", write_then_let_b_commit)
+    result = lake.merge(KV, frame(spark, [("b", 2, "A"), ("c", 3, "A")]), when_matched="ignore")
+    assert calls["n"] == 2  # planned twice
+    assert not result.committed  # the second plan found both keys stored by B
+    assert table(lake) == [("a", 1, None, "x"), ("b", 2, "B", "x"), ("c", 3, "B", "x")]
+    # the files A wrote for its refused attempt were deleted, not left as orphans
+    from pathlib import Path
+    from urllib.parse import unquote
+
+    live = {Path(unquote(u.removeprefix("file://"))).resolve() for u in lake.delta_table(KV).file_uris()}
+    on_disk = {p.resolve() for p in Path(lake.path(KV)).rglob("*.parquet")}
+    assert on_disk == live
+
+
+def test_concurrent_insert_only_merges_of_the_same_rows_store_each_key_once(lake, spark):
+    rows = [(f"k{i}", i, None) for i in range(30)]
+    run_concurrently(*[lambda: lake.merge(KV, frame(spark, rows).repartition(3), when_matched="ignore")] * 4)
+    stored = table(lake)
+    assert len(stored) == 30 and len({r[0] for r in stored}) == 30
+
+
+def test_concurrent_upserts_of_conflicting_values_keep_one_row_per_key(lake, spark):
+    lake.merge(KV, frame(spark, [(f"k{i}", 0, "seed") for i in range(20)]).repartition(2))
+    writers = [
+        (lambda w=w: lake.merge(KV, frame(spark, [(f"k{i}", w, f"w{w}") for i in range(0, 20, 2)]).repartition(2)))
+        for w in range(1, 5)
+    ]
+    run_concurrently(*writers)
+    stored = table(lake)
+    assert len(stored) == 20 and len({r[0] for r in stored}) == 20
+    assert {r[2] for r in stored if int(r[0][1:]) % 2} == {"seed"}  # odd keys untouched
+    assert len({r[2] for r in stored if int(r[0][1:]) % 2 == 0}) == 1  # even keys all from one writer
+
+
+def test_concurrent_partition_replacements_leave_exactly_one_writers_rows(lake, spark):
+    writers = [
+        (lambda w=w: lake.replace_partition(KV, frame(spark, [(f"k{i}", w, f"w{w}") for i in range(5 + w)]).repartition(2), "d"))
+        for w in range(4)
+    ]
+    run_concurrently(*writers)
+    stored = table(lake)
+    notes = {r[2] for r in stored}
+    assert len(notes) == 1, notes
+    w = int(next(iter(notes))[1:])
+    assert len(stored) == 5 + w
+
+
+def test_concurrent_appends_commit_each_transaction_once(lake, spark):
+    writers = [
+        (lambda app=app: lake.append(KV, frame(spark, [(f"{app}-{i}", i, None) for i in range(4)]), app_id=app, version=1))
+        for app in ("a", "b", "c", "a", "b")
+    ]
+    run_concurrently(*writers)
+    keys = [r[0] for r in table(lake)]
+    assert len(keys) == 12 and len(set(keys)) == 12
