@@ -48,6 +48,7 @@ RELEVANCE_FORMATS = ("crowdflower", "esci")
 CROWDFLOWER_COLUMNS = {"id", "query", "product_title", "product_description", "median_relevance"}
 ESCI_EXAMPLE_COLUMNS = {"example_id", "query", "product_id", "esci_label"}
 
+_SOURCE = "__source"  # each parsed row's (file, line, raw record): not a column, see `_guarded`
 _TARGETS = {"review": BRONZE_REVIEWS, "product": BRONZE_PRODUCTS, "judgment": BRONZE_JUDGMENTS, "quarantine": BRONZE_QUARANTINE}
 
 
@@ -116,6 +117,7 @@ def _quarantine(ctx: Context, path: str, line: int | None, raw: bytes | str, rea
     raw_bytes = raw if isinstance(raw, bytes) else text.encode("utf-8")
     return {
         "target": "quarantine",
+        _SOURCE: (path, line, raw),
         "quarantine": {
             "quarantine_id": rec.sha_hex(f"{Path(path).name}:{line}:".encode() + raw_bytes),
             "source": ctx.source,
@@ -134,15 +136,36 @@ def _provenance(ctx: Context, path: str, line: int | None) -> dict[str, Any]:
     return {"source_file": path, "source_line": line, "ingested_at": ctx.ingested_at, "ds": ctx.ds}
 
 
+def _reason(exc: Exception) -> str:
+    """The quarantine reason of a record whose parsing raised `exc`."""
+    if isinstance(exc, rec.Rejected):
+        return str(exc)
+    return f"unparseable record ({type(exc).__name__}: {str(exc)[:200]})"
+
+
+def _guarded(ctx: Context, path: str, line: int | None, raw: bytes | str, parse: Callable[[], Iterator[dict]]):
+    """The rows of one record, or its quarantine row: any exception while parsing it quarantines
+    this record alone, never the file. Each row carries its source (`_SOURCE`, not a column) so
+    that a value Arrow cannot store still quarantines just its record (see `_to_batches`)."""
+    try:
+        rows = list(parse())
+    except Exception as exc:
+        yield _quarantine(ctx, path, line, raw, _reason(exc))
+        return
+    for row in rows:
+        row[_SOURCE] = (path, line, raw)
+        yield row
+
+
+def _review(ctx: Context, path: str, line: int, raw: bytes) -> Iterator[dict[str, Any]]:
+    row = rec.parse_review(rec.parse_json_record(raw))
+    row.update(_provenance(ctx, path, line), category=ctx.category)
+    yield {"target": "review", "review": row}
+
+
 def _review_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
     for line, raw in iter_jsonl(unit):
-        try:
-            row = rec.parse_review(rec.parse_json_record(raw))
-        except rec.Rejected as exc:
-            yield _quarantine(ctx, unit.path, line, raw, str(exc))
-            continue
-        row.update(_provenance(ctx, unit.path, line), category=ctx.category)
-        yield {"target": "review", "review": row}
+        yield from _guarded(ctx, unit.path, line, raw, lambda: _review(ctx, unit.path, line, raw))
 
 
 def _relevance_pair(ctx, path, line, product, judgment) -> Iterator[dict[str, Any]]:
@@ -154,40 +177,31 @@ def _relevance_pair(ctx, path, line, product, judgment) -> Iterator[dict[str, An
         yield {"target": "judgment", "judgment": judgment}
 
 
+def _csv_record(ctx: Context, path: str, line: int, row: dict[str, Any], parse: Callable) -> Iterator[dict[str, Any]]:
+    if any(has_surrogates(v) for v in row.values() if isinstance(v, str)):
+        raise rec.Rejected("invalid UTF-8")
+    yield from _relevance_pair(ctx, path, line, *parse(row))
+
+
 def _csv_rows(unit: Unit, ctx: Context, parse: Callable) -> Iterator[dict[str, Any]]:
     for line, row, raw in iter_csv(unit):
         if row is None:
             yield _quarantine(ctx, unit.path, line, raw, "wrong number of CSV fields")
             continue
-        if any(has_surrogates(v) for v in row.values() if isinstance(v, str)):
-            yield _quarantine(ctx, unit.path, line, raw, "invalid UTF-8")
-            continue
-        try:
-            product, judgment = parse(row)
-        except rec.Rejected as exc:
-            yield _quarantine(ctx, unit.path, line, raw, str(exc))
-            continue
-        yield from _relevance_pair(ctx, unit.path, line, product, judgment)
+        yield from _guarded(ctx, unit.path, line, raw, lambda: _csv_record(ctx, unit.path, line, row, parse))
 
 
 def _parquet_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
     for line, row in iter_parquet(unit):
-        try:
-            product, judgment = rec.parse_esci_example(row)
-        except rec.Rejected as exc:
-            yield _quarantine(ctx, unit.path, line, rec.canonical_json({k: str(v) for k, v in row.items()}), str(exc))
-            continue
-        yield from _relevance_pair(ctx, unit.path, line, product, judgment)
+        raw = rec.canonical_json({k: str(v) for k, v in row.items()})
+        yield from _guarded(ctx, unit.path, line, raw,
+                            lambda: _relevance_pair(ctx, unit.path, line, *rec.parse_esci_example(row)))
 
 
 def _vespa_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
     for line, raw in iter_jsonl(unit):
-        try:
-            product = rec.parse_vespa_product(rec.parse_json_record(raw))
-        except rec.Rejected as exc:
-            yield _quarantine(ctx, unit.path, line, raw, str(exc))
-            continue
-        yield from _relevance_pair(ctx, unit.path, line, product, None)
+        yield from _guarded(ctx, unit.path, line, raw, lambda: _relevance_pair(
+            ctx, unit.path, line, rec.parse_vespa_product(rec.parse_json_record(raw)), None))
 
 
 def unit_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
@@ -201,15 +215,45 @@ def unit_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
     return _csv_rows(unit, ctx, parse)
 
 
-def _to_batches(rows: Iterator[dict[str, Any]], size: int = 8192) -> Iterator[pa.RecordBatch]:
-    buf: list[dict[str, Any]] = []
+def _batch(rows: list[dict[str, Any]], ctx: Context) -> pa.RecordBatch:
+    """Rows as one Arrow batch; a row with a value Arrow cannot store (an integer beyond 64 bits,
+    an unencodable string) becomes its record's quarantine row instead of failing the batch."""
+    try:
+        return pa.RecordBatch.from_pylist(rows, schema=PARSED_SCHEMA)
+    except (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError):
+        pass
+    safe = []
     for row in rows:
+        try:
+            pa.RecordBatch.from_pylist([row], schema=PARSED_SCHEMA)
+            safe.append(row)
+        except (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError) as exc:
+            path, line, raw = row[_SOURCE]
+            safe.append(_quarantine(ctx, path, line, raw, f"a value that cannot be stored ({type(exc).__name__}: {exc})"))
+    return pa.RecordBatch.from_pylist(safe, schema=PARSED_SCHEMA)
+
+
+def _to_batches(unit: Unit, ctx: Context, size: int = 8192) -> Iterator[pa.RecordBatch]:
+    """The unit's rows in Arrow batches. A failure of the input itself (a truncated gzip, an I/O
+    error) fails the file, with its name and the last line read."""
+    buf: list[dict[str, Any]] = []
+    rows = unit_rows(unit, ctx)
+    last_line = None
+    while True:
+        try:
+            row = next(rows)
+        except StopIteration:
+            break
+        except Exception as exc:
+            where = f"after line {last_line}" if last_line is not None else "before its first record"
+            raise IngestError(f"{unit.path}: reading failed {where}: {type(exc).__name__}: {exc}") from exc
+        last_line = row[_SOURCE][1]
         buf.append(row)
         if len(buf) >= size:
-            yield pa.RecordBatch.from_pylist(buf, schema=PARSED_SCHEMA)
+            yield _batch(buf, ctx)
             buf = []
     if buf:
-        yield pa.RecordBatch.from_pylist(buf, schema=PARSED_SCHEMA)
+        yield _batch(buf, ctx)
 
 
 # ---------------------------------------------------------------- planning (driver)
@@ -285,7 +329,7 @@ def run_ingest(lake: Lake, units: list[Unit], ctx: Context, files: list[str]) ->
     def parse(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             for i in batch.column("id").to_pylist():
-                yield from _to_batches(unit_rows(Unit(**unit_dicts[i]), ctx))
+                yield from _to_batches(Unit(**unit_dicts[i]), ctx)
 
     n = max(1, len(units))
     parsed = (
@@ -325,10 +369,11 @@ def run_ingest(lake: Lake, units: list[Unit], ctx: Context, files: list[str]) ->
 
 def _root_cause(exc: Exception) -> str:
     text = str(exc)
-    for marker in ("EOFError", "BadGzipFile", "OSError", "FileNotFoundError", "PermissionError", "ValueError"):
+    for marker in ("IngestError", "EOFError", "BadGzipFile", "OSError", "FileNotFoundError", "PermissionError", "ValueError"):
         idx = text.find(marker + ":")
         if idx >= 0:
-            return text[idx:].splitlines()[0]
+            line = text[idx:].splitlines()[0]
+            return line.removeprefix("IngestError: ")
     return text.splitlines()[0] if text else type(exc).__name__
 
 

@@ -38,8 +38,16 @@ def parse_json_object(text: str) -> dict[str, Any]:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise Rejected(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise Rejected("invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise Rejected(f"not a JSON object (got {type(obj).__name__})")
+    try:  # the standard library accepts escaped lone surrogates ("\ud83d"), which no table can store
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Rejected(f"invalid Unicode: a lone surrogate {exc.object[exc.start]!r} in a string") from None
+    except RecursionError:
+        raise Rejected("invalid JSON: nested too deeply") from None
     return obj
 
 
@@ -111,16 +119,31 @@ def _rating(value: Any, field: str) -> float:
     return float(value)
 
 
-def _int_or_none(value: Any) -> int | None:
-    """`vote` in 2018 is a string like "1,234"; `helpful_vote` in 2023 is an int."""
+_MAX_COUNT = 2**63 - 1
+
+
+def _count_or_none(value: Any, field: str) -> int | None:
+    """A vote count: `vote` in 2018 is a string like "1,234"; `helpful_vote` in 2023 is an int.
+    Absent, blank or non-numeric text is None; a number that is no count (negative, infinite,
+    fractional, beyond 64 bits) is rejected."""
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
-        return int(value)
     if isinstance(value, str):
         digits = value.replace(",", "").strip()
-        return int(digits) if digits.isdigit() else None
-    return None
+        if not (digits.isascii() and digits.isdigit()):  # "²".isdigit() is True, int("²") fails
+            return None
+        value = int(digits)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if not math.isfinite(value) or value != int(value):
+            raise Rejected(f"'{field}' is {value!r}, not a count")
+        value = int(value)
+    if not isinstance(value, int):
+        return None
+    if not 0 <= value <= _MAX_COUNT:
+        raise Rejected(f"'{field}' is {value}, outside 0-{_MAX_COUNT}")
+    return value
 
 
 def _timestamp(value: Any, unit_seconds: float) -> datetime | None:
@@ -165,7 +188,7 @@ def parse_review(obj: dict[str, Any]) -> dict[str, Any]:
         user_field, rating_field = "reviewerID", "overall"
         title, text = obj.get("summary"), obj.get("reviewText")
         when = _timestamp(obj.get("unixReviewTime"), 1.0)
-        votes = _int_or_none(obj.get("vote"))
+        votes = _count_or_none(obj.get("vote"), "vote")
         verified = obj.get("verified")
         images = _images(obj.get("image"))
         parent = None
@@ -174,7 +197,7 @@ def parse_review(obj: dict[str, Any]) -> dict[str, Any]:
         user_field, rating_field = "user_id", "rating"
         title, text = obj.get("title"), obj.get("text")
         when = _timestamp(obj.get("timestamp"), 0.001)
-        votes = _int_or_none(obj.get("helpful_vote"))
+        votes = _count_or_none(obj.get("helpful_vote"), "helpful_vote")
         verified = obj.get("verified_purchase")
         images = _images(obj.get("images"))
         parent = _nonblank_str(obj.get("parent_asin"))
@@ -232,15 +255,18 @@ def parse_crowdflower(row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
         raise Rejected("missing product_title")
     raw_label = _nonblank_str(row.get("median_relevance"))
     try:
-        label = int(float(raw_label)) if raw_label is not None else None
+        value = float(raw_label) if raw_label is not None else None
     except ValueError:
-        label = None
-    if label not in CROWDFLOWER_GAINS or float(raw_label) != label:  # type: ignore[arg-type]
-        raise Rejected(f"median_relevance must be 1, 2, 3 or 4 (got {raw_label!r})")
+        value = None
+    label = int(value) if value in CROWDFLOWER_GAINS else None  # inf and nan are no key: no int() of them
+    if label is None:
+        raise Rejected(f"median_relevance must be 1, 2, 3 or 4 (got {(raw_label or '')[:40]!r})")
     variance_raw = _nonblank_str(row.get("relevance_variance"))
     try:
         variance = float(variance_raw) if variance_raw is not None else None
     except ValueError:
+        variance = None
+    if variance is not None and not math.isfinite(variance):
         variance = None
     description_raw = row.get("product_description") or None
     product_id = crowdflower_product_id(title, description_raw)

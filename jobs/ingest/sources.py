@@ -19,6 +19,11 @@ from typing import Any
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
+UTF8_BOM = b"\xef\xbb\xbf"
+SNIFF_BYTES = 256 * 1024
+# A CSV field may be this long (Python's default, 128 KiB, would fail the whole file on one long
+# description); the record is then validated like any other.
+CSV_FIELD_LIMIT = 64 * 1024 * 1024
 
 
 class IngestError(RuntimeError):
@@ -80,7 +85,12 @@ def sniff_jsonl(path: Path, what: str) -> None:
     Individual bad lines are quarantined later; only a file with no JSON object at all is refused."""
     if _head(path) == PARQUET_MAGIC:
         raise IngestError(f"{path}: is a Parquet file, expected {what} as JSON lines (.jsonl or .jsonl.gz)")
-    lines = [ln for ln in open_text_head(path).splitlines() if ln.strip()][:50]
+    head = open_text_head(path, SNIFF_BYTES).removeprefix("\ufeff")
+    lines = [ln for ln in head.splitlines() if ln.strip()][:50]
+    if len(lines) == 1 and len(head.encode("utf-8", "surrogateescape")) >= SNIFF_BYTES:
+        # one record longer than the sniffed head: judge it by its start; it is validated later
+        if lines[0].lstrip().startswith("{"):
+            return
     for line in lines[:-1] if len(lines) > 1 else lines:
         try:
             if isinstance(json.loads(line), dict):
@@ -93,7 +103,7 @@ def sniff_jsonl(path: Path, what: str) -> None:
 
 
 def csv_header(path: Path) -> list[str]:
-    head = open_text_head(path, 64 * 1024)
+    head = open_text_head(path, 64 * 1024).removeprefix("\ufeff")
     try:
         return next(csv.reader(io.StringIO(head)))
     except (StopIteration, csv.Error):
@@ -144,6 +154,8 @@ def iter_jsonl(unit: Unit) -> Iterator[tuple[int, bytes]]:
                 break
             pos += len(raw)
             stripped = raw.rstrip(b"\r\n")
+            if line_no == 1:  # a UTF-8 byte-order mark belongs to the file, not its first record
+                stripped = stripped.removeprefix(UTF8_BOM)
             if stripped.strip():
                 yield line_no, stripped
             line_no += 1
@@ -152,13 +164,15 @@ def iter_jsonl(unit: Unit) -> Iterator[tuple[int, bytes]]:
 def _open_text(path: str, is_gz: bool) -> io.TextIOBase:
     # surrogateescape keeps invalid bytes visible per record, so one bad record is quarantined
     # instead of the whole file failing to decode.
+    # utf-8-sig: a byte-order mark is dropped instead of becoming part of the first column's name.
     if is_gz:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="surrogateescape", newline="")
-    return open(path, encoding="utf-8", errors="surrogateescape", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", errors="surrogateescape", newline="")
+    return open(path, encoding="utf-8-sig", errors="surrogateescape", newline="")
 
 
 def iter_csv(unit: Unit) -> Iterator[tuple[int, dict[str, Any] | None, str]]:
     """(first line of the record, row dict or None if it has the wrong number of fields, raw text)."""
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
     with _open_text(unit.path, unit.gzip) as fh:
         reader = csv.reader(fh)
         header = next(reader, None)

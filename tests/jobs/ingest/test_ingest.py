@@ -3,6 +3,7 @@
 import gzip
 import json
 
+import pandas as pd
 import pytest
 
 from jobs.ingest.job import ingest_relevance, ingest_reviews
@@ -189,3 +190,81 @@ def test_relevance_format_errors(tmp_path, lake):
     with pytest.raises(IngestError, match="only --format esci reads Parquet"):
         ingest_relevance(lake, [str(ESCI_PARQUET)], "crowdflower", DS)
     assert not lake.exists("bronze.judgments")
+
+
+POISON_REVIEWS = {  # line -> (raw record, quarantine reason)
+    2: (b'{"user_id": "U", "asin": "P", "rating": 5, "text": "x \\ud83d"}', "lone surrogate"),
+    3: (b'{"user_id": "U", "asin": "P", "rating": 5, "text": "t", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        "nested too deeply"),
+    4: (b'{"reviewerID": "U", "asin": "P", "overall": 5, "reviewText": "t", "vote": Infinity}', "not a count"),
+    5: ('{"reviewerID": "U", "asin": "P", "overall": 5, "reviewText": "t", "vote": "\u00b2"}'.encode(), None),  # kept
+    6: (b'{"user_id": "U", "asin": "P", "rating": 5, "text": "t", "helpful_vote": 1e19}', "outside 0-"),
+    7: (b'{"user_id": "U", "asin": "P", "rating": 5, "text": "t", "helpful_vote": 10000000000000000000}', "outside 0-"),
+}
+
+
+def test_every_poison_record_kind_is_quarantined_alone_and_the_file_ingests(tmp_path, lake):
+    """One bad record never fails the file (or the other files of the command): each poison kind
+    from the hardening issue lands in bronze.quarantine with its reason, the rest is stored. The
+    file starts with a UTF-8 byte-order mark, which is not a bad record."""
+    lines = [b"\xef\xbb\xbf" + json.dumps(GOOD_2023).encode()] + [raw for _, (raw, _) in sorted(POISON_REVIEWS.items())]
+    lines.append(json.dumps(dict(GOOD_2023, user_id="U9")).encode())  # line 8
+    f = write_lines(tmp_path / "poison.jsonl", lines)
+    report = ingest_reviews(lake, [f, str(BEAUTY)], DS)
+    bad = {line: reason for line, (_, reason) in POISON_REVIEWS.items() if reason}
+    assert report.quarantined == len(bad)
+    q = lake.read_pandas("bronze.quarantine").set_index("source_line")
+    assert sorted(q.index) == sorted(bad)
+    for line, reason in bad.items():
+        assert reason in q.loc[line, "reason"], (line, q.loc[line, "reason"])
+    mine = lake.read_pandas("bronze.reviews").query("source_file == @f").set_index("source_line")
+    assert sorted(mine.index) == [1, 5, 8] and pd.isna(mine.loc[5, "helpful_votes"])
+    assert lake.count("bronze.reviews") == 4242 + 3
+
+
+def test_a_first_record_longer_than_the_sniffed_head_is_ingested(tmp_path, lake):
+    long = dict(GOOD_2023, text="word " * 80_000)  # about 400 KiB on one line
+    f = write_lines(tmp_path / "long.jsonl", [json.dumps(long), json.dumps(dict(GOOD_2023, user_id="U2"))])
+    assert ingest_reviews(lake, [f], DS).written["bronze.reviews"] == 2
+
+
+def test_poison_csv_rows_are_quarantined_and_a_bom_and_long_fields_are_fine(tmp_path, lake):
+    header = "id,query,product_title,product_description,median_relevance,relevance_variance\n"
+    rows = [
+        "1,shoes,Red shoe,,4,0",
+        "2,shoes,Blue shoe,,inf,0",  # poison label
+        f'3,shoes,Long shoe,"{"y" * 200_000}",3,0',  # a field over the csv module's 128 KiB default
+        "4,shoes,Odd shoe,,nan,0",
+        "5,shoes,Boot,,2,inf",
+    ]
+    f = tmp_path / "cf.csv"
+    f.write_bytes(b"\xef\xbb\xbf" + (header + "\n".join(rows) + "\n").encode())
+    report = ingest_relevance(lake, [str(f)], "crowdflower", DS)
+    assert report.written["bronze.judgments"] == 3 and report.quarantined == 2
+    q = lake.read_pandas("bronze.quarantine").set_index("source_line")
+    assert sorted(q.index) == [3, 5] and all(q.reason.str.startswith("median_relevance"))
+    p = lake.read_pandas("bronze.products").set_index("title")
+    assert len(p.loc["Long shoe", "description"]) == 200_000
+
+
+def test_a_broken_input_names_its_file_and_last_good_line(tmp_path, lake):
+    data = gzip.compress("\n".join(json.dumps(dict(GOOD_2023, user_id=f"N{i}")) for i in range(20000)).encode())
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(IngestError, match=r"cut\.jsonl\.gz: reading failed after line \d+: EOFError"):
+        ingest_reviews(lake, [str(cut)], DS)
+
+
+def test_a_row_arrow_cannot_store_becomes_its_records_quarantine_row():
+    """The safety net behind the parsers: a value no parser caught (here a lone surrogate planted
+    in an already-parsed row) quarantines its record, not the batch."""
+    from datetime import datetime, timezone
+
+    from jobs.ingest.job import _SOURCE, Context, _batch
+
+    ctx = Context("reviews", DS, datetime.now(timezone.utc), 100)
+    good = {"target": "review", "review": {"review_id": "r1", "text": "fine"}, _SOURCE: ("f.jsonl", 1, b"{}")}
+    bad = {"target": "review", "review": {"review_id": "r2", "text": "x \ud83d"}, _SOURCE: ("f.jsonl", 2, b'{"x": 1}')}
+    rows = _batch([good, bad], ctx).to_pylist()
+    assert [r["target"] for r in rows] == ["review", "quarantine"]
+    assert rows[1]["quarantine"]["source_line"] == 2 and "cannot be stored" in rows[1]["quarantine"]["reason"]

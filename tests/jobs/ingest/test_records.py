@@ -153,3 +153,34 @@ def test_fast_and_standard_json_paths_agree():
         rec.parse_json_record(b'{"overall": 5,')
     with pytest.raises(rec.Rejected, match="not a JSON object"):
         rec.parse_json_record(b'"just a string"')
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b'{"reviewerID": "U", "asin": "P", "overall": 5, "reviewText": "x \\ud83d"}', "lone surrogate"),
+        (b'{"reviewerID": "U", "asin": "P", "overall": 5, "reviewText": "t", "style": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+         "nested too deeply"),
+        (b'{"reviewerID": "U", "asin": "P", "overall": 5, "reviewText": "t", "vote": Infinity}', "not a count"),
+        (b'{"user_id": "U", "asin": "P", "rating": 5, "text": "t", "helpful_vote": 1e19}', "outside 0-"),
+        (b'{"user_id": "U", "asin": "P", "rating": 5, "text": "t", "helpful_vote": 10000000000000000000}', "outside 0-"),
+        (b'{"user_id": "U", "asin": "P", "rating": 5, "text": "t", "helpful_vote": -3}', "outside 0-"),
+    ],
+    ids=["lone-surrogate", "deep-nesting", "vote-infinity", "helpful-1e19", "helpful-2^63", "helpful-negative"],
+)
+def test_poison_reviews_are_rejected_with_a_reason(raw, reason):
+    with pytest.raises(rec.Rejected, match=reason):
+        rec.parse_review(rec.parse_json_record(raw))
+
+
+def test_vote_text_that_is_no_ascii_number_is_no_count():
+    assert rec.parse_review(dict(R2018, vote="²"))["helpful_votes"] is None  # "²".isdigit() is True
+    assert rec.parse_review(dict(R2018, vote="12"))["helpful_votes"] == 12
+
+
+@pytest.mark.parametrize("label", ["inf", "-inf", "nan", "4.5", "1e400"])
+def test_crowdflower_labels_that_are_no_grade_are_rejected(label):
+    row = {"id": "1", "query": "q", "product_title": "t", "median_relevance": label, "relevance_variance": "inf"}
+    with pytest.raises(rec.Rejected, match="median_relevance"):
+        rec.parse_crowdflower(row)
+    assert rec.parse_crowdflower(dict(row, median_relevance="4.0"))[1]["label_variance"] is None  # inf variance
