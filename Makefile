@@ -48,6 +48,9 @@ demo: models
 	$(BIN)/precis --lake $(LAKE) train ranker --if-missing --max-steps $(RANKER_STEPS)
 	$(BIN)/precis --lake $(LAKE) run --date $(DATE)
 	@for q in $(EXAMPLES); do $(BIN)/precis --lake $(LAKE) sql --max-rows 2 "$$q"; echo; done
+	@sed -n '/^## Signal/,/^## Quality/{/^## Quality/!p}' $(LAKE)/_reports/$(DATE)/report.md
+	@echo "Quality rules that did not pass today (severity warn: reported, not blocking; see conf/local.yaml):"
+	@$(BIN)/precis --lake $(LAKE) sql --max-rows 50 "select layer, table_name, expectation, column_name, severity from eval.quality_results where ds = '$(DATE)' and not success order by 1, 2"
 	@echo "report: $(LAKE)/_reports/$(DATE)/report.md"
 
 test: models

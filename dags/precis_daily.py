@@ -9,6 +9,7 @@ from datetime import datetime
 
 from airflow.sdk import DAG
 
+from jobs.features import JOBS, ORDER
 from jobs.orchestration import dag_config, default_args, step_task
 
 cfg = dag_config()
@@ -25,15 +26,13 @@ with DAG(
 ) as dag:
     t = {name: step_task(name, cfg) for name in (
         "ingest", "gate_bronze", "filter_reviews", "description_delta", "gate_silver",
-        "generate_relsum", "generate_personas", "generate_persona_summaries", "generate_preferences",
-        "generate_user_profiles", "generate_item_profiles", "generate_ratings", "generate_rpo",
         "gate_gold", "publish", "evaluate_ranking", "evaluate_generation", "report",
     )}
+    # one task per feature job, after the jobs whose outputs it reads (declared in jobs/features)
+    gen = {key: step_task(f"generate_{key}", cfg) for key in ORDER}
     t["ingest"] >> t["gate_bronze"] >> [t["filter_reviews"], t["description_delta"]] >> t["gate_silver"]
-    t["gate_silver"] >> [t["generate_relsum"], t["generate_personas"], t["generate_preferences"]]
-    t["generate_personas"] >> t["generate_persona_summaries"]
-    t["generate_preferences"] >> [t["generate_user_profiles"], t["generate_item_profiles"]]
-    [t["generate_user_profiles"], t["generate_item_profiles"]] >> t["generate_ratings"]
-    t["generate_item_profiles"] >> t["generate_rpo"]
-    [t[n] for n in t if n.startswith("generate_")] >> t["gate_gold"]
+    for key in ORDER:
+        upstream = [gen[r] for r in JOBS[key].reads] or [t["gate_silver"]]
+        upstream >> gen[key]
+    list(gen.values()) >> t["gate_gold"]
     t["gate_gold"] >> t["publish"] >> [t["evaluate_ranking"], t["evaluate_generation"]] >> t["report"]

@@ -155,10 +155,12 @@ class GenerationConfig(_Section):
     relsum_max_products: int = Field(default=60, ge=1, description="Products summarised per run (cost bound).")
     n_users: int = Field(default=4, ge=1, description="The N most active users who get personas, profiles and personal outputs.")
     n_products: int = Field(default=5, ge=1, description="The N most reviewed golden products in (user, product) pairs.")
-    pairs: Literal["top_users_x_golden", "own_reviews"] = Field(
-        default="top_users_x_golden",
-        description="Which (user, product) pairs get persona summaries, ratings and rewrites: the N users x the "
-        "N golden products, or each of the N users' own reviewed products.",
+    pairs: Literal["heldout", "top_users_x_golden", "both"] = Field(
+        default="heldout",
+        description="Which (user, product) pairs get persona summaries, ratings and rewrites: `heldout`, each of "
+        "the N users with their held-out product (silver.review_split: the actual rating and review are the "
+        "ground truth the signal table measures against); `top_users_x_golden`, the N users x the N golden "
+        "products (what a shop precomputes, with no ground truth); or `both`.",
     )
     item_reviews: int = Field(default=8, ge=1, description="Sampled reviews per product whose preferences build its profile.")
     history_k: int = Field(default=3, ge=1, description="RPO: history items retrieved per rewrite.")
@@ -182,6 +184,50 @@ class InputsConfig(_Section):
     relevance: list[RelevanceInput] = Field(default_factory=list, description="Relevance judgment sources.")
 
 
+Severity = Literal["fail", "warn"]
+
+
+class ContentRulesConfig(_Section):
+    """Gold gate rules that fail on degenerate content. Each has a severity: `fail` blocks publish
+    like a format failure; `warn` is reported (in the gate's output, the report and
+    eval.quality_results) without blocking."""
+
+    constant_score: Severity = Field(
+        default="fail", description="A score column with one value on every row (with at least `min_rows` rows).")
+    score_concentration: Severity = Field(
+        default="fail",
+        description="A score column whose most common value's share exceeds the share of the most common actual "
+        "rating of the same rows by more than `concentration_margin` (needs `min_rows` rows with an actual rating).",
+    )
+    distinct_2: Severity = Field(
+        default="fail", description="Generated text whose mean per-row distinct-2 ratio is below `min_distinct_2`.")
+    template_echo: Severity = Field(
+        default="fail",
+        description="Generated text that copies prompt fragments (labels such as 'Shopper persona:', scores as "
+        "'N/10', the data delimiters) on more than `max_echo_share` of rows.",
+    )
+    ungrounded_persona: Severity = Field(
+        default="fail",
+        description="A persona none of whose sentences is supported by the user's own reviews "
+        "(generator.grounding: MiniLM cosine >= 0.5 with some review sentence; calibration in its docstring).",
+    )
+    empty_table: Severity = Field(
+        default="fail", description="A gated table that must have rows for the day has none.")
+    min_rows: int = Field(default=20, ge=2, description="Rows a score column needs before its score rules apply.")
+    concentration_margin: float = Field(
+        default=0.15, ge=0, le=1,
+        description="Allowed excess of the predicted mode share over the actual ratings' mode share (Beauty is "
+        "88% five-star, so a good predictor may say 5 often; it may not say one value on every row).",
+    )
+    min_distinct_2: float = Field(
+        default=0.75, ge=0, le=1,
+        description="Mean per-row distinct-2 (distinct word bigrams / bigrams) a text column must reach; fluent "
+        "text is near 1, a repetition loop ('10-ounce, 10-ounce, ...') far below.",
+    )
+    max_echo_share: float = Field(
+        default=0.1, ge=0, le=1, description="Share of rows that may contain an echoed prompt fragment.")
+
+
 class QualityConfig(_Section):
     """The Great Expectations gates. A failing gate stops the daily DAG before publish."""
 
@@ -200,6 +246,10 @@ class QualityConfig(_Section):
     )
     min_text_chars: int = Field(default=3, ge=0, description="Shortest accepted generated text.")
     max_text_chars: int = Field(default=4000, ge=1, description="Longest accepted generated text.")
+    content: ContentRulesConfig = Field(
+        default_factory=ContentRulesConfig,
+        description="Gold gate rules on what the model wrote, beyond its format.",
+    )
 
 
 class OrchestrationConfig(_Section):

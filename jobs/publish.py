@@ -37,11 +37,12 @@ class PublishReport:
 
 
 def gate_passed(lake: Lake, layer: str, ds: str) -> bool:
-    """Whether `layer`'s quality gate ran for `ds` and every expectation succeeded."""
+    """Whether `layer`'s quality gate ran for `ds` and every expectation of severity `fail`
+    succeeded (a `warn` rule is reported, never blocking)."""
     if not lake.exists(T.EVAL_QUALITY_RESULTS):
         return False
-    rows = lake.read_arrow(T.EVAL_QUALITY_RESULTS, ["success"], {"ds": ds, "layer": layer}).column("success").to_pylist()
-    return bool(rows) and all(rows)
+    rows = lake.read_arrow(T.EVAL_QUALITY_RESULTS, ["success", "severity"], {"ds": ds, "layer": layer}).to_pylist()
+    return bool(rows) and all(r["success"] or r["severity"] == "warn" for r in rows)
 
 
 def publish(lake: Lake, ds: str) -> PublishReport:
@@ -55,7 +56,7 @@ def publish(lake: Lake, ds: str) -> PublishReport:
             f"the gold quality gate has not passed for ds={ds}; run `precis job gate_gold --date {ds}` "
             "and fix what it reports before publishing")
     settings = backend_settings(lake, "relsum")
-    prompt = JOBS["relsum"].make_task().prompt_version
+    prompt = JOBS["relsum"].prompt_version
     gold = lake.read(T.GOLD_PRODUCT_SUMMARIES)
     current = ((F.col("model_id") == settings.model_id) & (F.col("adapter_version") == settings.adapter_version)
                & (F.col("prompt_version") == prompt))

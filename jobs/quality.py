@@ -27,38 +27,35 @@ log = logging.getLogger(__name__)
 
 LAYERS = ("bronze", "silver", "gold")
 
-# Generated text columns and their numeric scores, per generated table.
-_TEXTS = {
-    "gold.product_summaries": ["summary"],
-    "gold.personas": ["persona"],
-    "gold.persona_summaries": ["summary"],
-    "silver.review_preferences": ["likes", "dislikes"],  # either may be empty: see _MAY_BE_EMPTY
-    "gold.user_profiles": ["profile"],
-    "gold.item_profiles": ["profile"],
-    "gold.rating_predictions": ["reasoning"],
-    "gold.personalized_texts": ["personalized_text"],
-}
-_RANGES = {
+# Value ranges of the input tables; generated tables declare theirs (jobs/features, ScoreColumn).
+_INPUT_RANGES = {
     "bronze.reviews": {"rating": (1, 5)},
     "bronze.judgments": {"gain": (0, 1)},
     "silver.review_samples": {"rating": (1, 5), "sample_rank": (1, None)},
     "silver.user_histories": {"mean_rating": (1, 5), "n_reviews": (1, None)},
+    "silver.review_split": {"rating": (1, 5)},
     "silver.relsum_pairs": {"gain": (0, 1), "score_title": (0, 1), "score_desc": (0, 1), "delta": (-1, 1)},
-    "gold.persona_summaries": {"suitability": (1, 10)},
-    "gold.rating_predictions": {"predicted_rating": (1, 5)},
-    "silver.review_preferences": {"rating": (1, 5)},
 }
-# A review may praise without complaint (or the reverse): an empty side is a valid extraction.
-_MAY_BE_EMPTY = {("silver.review_preferences", "likes"), ("silver.review_preferences", "dislikes")}
 _PROVENANCE = ("model_id", "adapter_version", "prompt_version", "input_hash")
-_GENERATED = tuple(_TEXTS)
+# Silver tables that filter_reviews must fill on every run (an empty one means no usable input).
+_MUST_HAVE_ROWS = ("silver.review_samples", "silver.user_histories", "silver.review_split")
+# Silver tables whose emptiness is reported but not fatal: description_delta may keep no pair.
+_WARN_IF_EMPTY = ("silver.relsum_pairs",)
 
-# The tables each layer's gate validates (silver.review_preferences is model output: gold gate).
-GATE_TABLES = {
-    "bronze": ("bronze.reviews", "bronze.products", "bronze.judgments"),
-    "silver": ("silver.review_samples", "silver.user_histories", "silver.relsum_pairs"),
-    "gold": _GENERATED,
-}
+
+def _feature_jobs() -> dict:
+    """Generated table -> its FeatureJob (silver.review_preferences is model output: gold gate)."""
+    from jobs.features import JOBS
+
+    return {job.table.qualified_name: job for job in JOBS.values()}
+
+
+def gate_tables(layer: str) -> tuple[str, ...]:
+    if layer == "bronze":
+        return ("bronze.reviews", "bronze.products", "bronze.judgments")
+    if layer == "silver":
+        return ("silver.review_samples", "silver.user_histories", "silver.review_split", "silver.relsum_pairs")
+    return tuple(_feature_jobs())
 
 
 class QualityGateFailed(RuntimeError):
@@ -74,6 +71,7 @@ class Outcome:
     column: str
     success: bool
     observed: str  # what GE observed, as short JSON (unexpected count and examples, or a value)
+    severity: str = "fail"  # fail: blocks publish | warn: reported only
 
 
 @dataclass
@@ -86,11 +84,15 @@ class GateResult:
 
     @property
     def success(self) -> bool:
-        return all(o.success for o in self.outcomes)
+        return all(o.success for o in self.outcomes if o.severity == "fail")
 
     @property
     def failed(self) -> list[Outcome]:
-        return [o for o in self.outcomes if not o.success]
+        return [o for o in self.outcomes if not o.success and o.severity == "fail"]
+
+    @property
+    def warnings(self) -> list[Outcome]:
+        return [o for o in self.outcomes if not o.success and o.severity == "warn"]
 
     def text(self) -> str:
         ok = sum(o.success for o in self.outcomes)
@@ -98,42 +100,159 @@ class GateResult:
                 f"({ok}/{len(self.outcomes)} expectations; rows: "
                 + ", ".join(f"{t} {n}" for t, n in self.rows.items()) + ")")
         lines = [head] + [f"  FAILED {o.table}: {o.expectation}({o.column}) observed {o.observed}" for o in self.failed]
+        lines += [f"  WARNING {o.table}: {o.expectation}({o.column}) observed {o.observed}" for o in self.warnings]
         if self.report_path:
             lines.append(f"  details: {self.report_path}")
         return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ suites
-def _suite_for(name: str, spec: TableSpec | None, lake: Lake):
-    """The expectations for one table (or one derived frame when `spec` is None)."""
+_GX_SEVERITY = {"fail": "critical", "warn": "warning"}
+
+
+def _suite_for(name: str, spec: TableSpec | None, lake: Lake, rows: int = 0):
+    """The expectations for one table (or one derived frame when `spec` is None); `rows` is the
+    number of rows the table has for the day (score rules need `quality.content.min_rows`)."""
     import great_expectations as gx
 
     q = lake.cfg.quality
+    c = q.content
     E = gx.expectations
     suite = gx.ExpectationSuite(name=name.replace(".", "_"))
+    add = suite.add_expectation
     if spec is not None:
-        suite.add_expectation(E.ExpectTableColumnsToMatchSet(column_set=list(spec.schema.names), exact_match=True))
+        job = _feature_jobs().get(name)
+        derived = _derived_columns(job) if job is not None else []
+        add(E.ExpectTableColumnsToMatchSet(column_set=[*spec.schema.names, *derived], exact_match=True))
         for f in spec.schema:
             if not f.nullable and not pa.types.is_nested(f.type):
-                suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=f.name))
+                add(E.ExpectColumnValuesToNotBeNull(column=f.name))
         keys = list(spec.keys)
         if len(keys) == 1:
-            suite.add_expectation(E.ExpectColumnValuesToBeUnique(column=keys[0]))
+            add(E.ExpectColumnValuesToBeUnique(column=keys[0]))
         else:
-            suite.add_expectation(E.ExpectCompoundColumnsToBeUnique(column_list=keys))
-        for col, (lo, hi) in _RANGES.get(name, {}).items():
-            suite.add_expectation(E.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi))
-        for col in _TEXTS.get(name, []):
-            low = 0 if (name, col) in _MAY_BE_EMPTY else q.min_text_chars
-            suite.add_expectation(E.ExpectColumnValueLengthsToBeBetween(column=col, min_value=low, max_value=q.max_text_chars))
-        if name in _GENERATED:
-            for col in _PROVENANCE:
-                suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=col))
+            add(E.ExpectCompoundColumnsToBeUnique(column_list=keys))
+        for col, (lo, hi) in _INPUT_RANGES.get(name, {}).items():
+            add(E.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi))
+        if name in _MUST_HAVE_ROWS or name in _WARN_IF_EMPTY:
+            severity = "warn" if name in _WARN_IF_EMPTY else c.empty_table
+            add(E.ExpectTableRowCountToBeBetween(min_value=1, severity=_GX_SEVERITY[severity]))
+        if job is not None:
+            _add_generated(suite, job, lake, rows)
     elif name == "bronze.intake":
-        suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="bad_share", min_value=0, max_value=q.max_quarantine_share))
+        add(E.ExpectColumnValuesToBeBetween(column="bad_share", min_value=0, max_value=q.max_quarantine_share))
     elif name == "gold.generation":
-        suite.add_expectation(E.ExpectColumnValuesToBeBetween(column="bad_share", min_value=0, max_value=q.max_failure_share))
+        add(E.ExpectColumnValuesToBeBetween(column="bad_share", min_value=0, max_value=q.max_failure_share))
+    elif name == "gold.concentration":
+        add(E.ExpectColumnValuesToBeBetween(column="excess", max_value=c.concentration_margin,
+                                            severity=_GX_SEVERITY[c.score_concentration]))
     return suite
+
+
+def _add_generated(suite, job, lake: Lake, rows: int) -> None:
+    """Format, provenance and content expectations of one generated table."""
+    import great_expectations as gx
+
+    from generator.metrics import GENERIC_ECHO
+
+    q, c, E = lake.cfg.quality, lake.cfg.quality.content, gx.expectations
+    for col in _PROVENANCE:
+        suite.add_expectation(E.ExpectColumnValuesToNotBeNull(column=col))
+    for score in job.scores:
+        suite.add_expectation(E.ExpectColumnValuesToBeBetween(column=score.name, min_value=score.low, max_value=score.high))
+        if rows >= c.min_rows:
+            suite.add_expectation(E.ExpectColumnUniqueValueCountToBeBetween(
+                column=score.name, min_value=2, severity=_GX_SEVERITY[c.constant_score]))
+    echo = [f"(?i){p}" for p in (*GENERIC_ECHO, *job.echo)]
+    for text in job.texts:
+        low = 0 if text.may_be_empty else q.min_text_chars
+        suite.add_expectation(E.ExpectColumnValueLengthsToBeBetween(column=text.name, min_value=low, max_value=q.max_text_chars))
+        if not rows:  # content rules judge what was written; nothing was written today
+            continue
+        suite.add_expectation(E.ExpectColumnMeanToBeBetween(
+            column=_distinct_col(text.name), min_value=c.min_distinct_2, severity=_GX_SEVERITY[c.distinct_2]))
+        suite.add_expectation(E.ExpectColumnValuesToNotMatchRegexList(
+            column=text.name, regex_list=echo, mostly=1 - c.max_echo_share, severity=_GX_SEVERITY[c.template_echo]))
+    if job.grounding and rows:
+        suite.add_expectation(E.ExpectColumnValuesToBeBetween(
+            column=_grounded_col(job), min_value=1, severity=_GX_SEVERITY[c.ungrounded_persona]))
+
+
+def _distinct_col(text: str) -> str:
+    return f"distinct_2__{text}"
+
+
+def _grounded_col(job) -> str:
+    return f"supported__{job.main_text}"
+
+
+def _derived_columns(job) -> list[str]:
+    """The per-row columns the gate adds to a generated table's day (see _with_content_columns)."""
+    return [_distinct_col(t.name) for t in job.texts] + ([_grounded_col(job)] if job.grounding else [])
+
+
+def _with_content_columns(frame: pd.DataFrame, job, lake: Lake) -> pd.DataFrame:
+    """The day's rows of a generated table plus, per text column, each row's distinct-2 ratio, and
+    for a grounded job the number of its main text's sentences the row's evidence supports."""
+    from generator.metrics import distinct_n
+
+    frame = frame.copy()
+    for text in job.texts:
+        frame[_distinct_col(text.name)] = [distinct_n(t or "") for t in frame[text.name]]
+    if job.grounding:
+        frame[_grounded_col(job)] = [g.supported for g in job.grounding(lake, frame)] if len(frame) else []
+    return frame
+
+
+def _with_content_columns_spark(frame, job, lake: Lake):
+    """`_with_content_columns` for the Spark engine (grounding runs on the driver: it compares a
+    day's few personas with their users' reviews)."""
+    from pyspark.sql import functions as F
+
+    for text in job.texts:
+        frame = frame.withColumn(_distinct_col(text.name), _distinct_2_spark(F.col(text.name)))
+    if job.grounding:
+        local = frame.select(*job.table.keys, job.main_text).toPandas()
+        local[_grounded_col(job)] = [g.supported for g in job.grounding(lake, local)] if len(local) else []
+        schema = frame.select(*job.table.keys).schema.add(_grounded_col(job), "long")
+        counts = lake.spark.createDataFrame(local[[*job.table.keys, _grounded_col(job)]], schema)
+        frame = frame.join(counts, list(job.table.keys), "left")
+    return frame
+
+
+def _distinct_2_spark(text):
+    """`generator.metrics.distinct_n(text, 2)` in Spark SQL (no Python worker): lower-cased word
+    tokens (Unicode \\w+), distinct bigrams / bigrams, 1.0 below two tokens."""
+    from pyspark.sql import functions as F
+
+    toks = F.filter(F.split(F.lower(F.coalesce(text, F.lit(""))), r"(?U)\W+"), lambda t: t != "")
+    last = F.greatest(F.size(toks) - 2, F.lit(0))
+    bigrams = F.transform(F.sequence(F.lit(0), last), lambda i: F.concat_ws(" ", F.get(toks, i), F.get(toks, i + 1)))
+    return F.when(F.size(toks) < 2, F.lit(1.0)).otherwise(F.size(F.array_distinct(bigrams)) / F.size(bigrams))
+
+
+def concentration(lake: Lake, ds: str) -> pd.DataFrame:
+    """Per score column of the day's generated rows that have an actual rating: the share of the
+    most common predicted value, the share of the most common actual rating of the same rows, and
+    the excess of the first over the second (only with `quality.content.min_rows` such rows)."""
+    from generator.metrics import mode_share
+
+    rows = []
+    for name, job in _feature_jobs().items():
+        if not job.scores:
+            continue
+        day = _day(lake, job.table, ds)
+        if day.empty:
+            continue
+        truth = job.truth(lake, day).reset_index(drop=True)
+        known = truth.notna().to_numpy()
+        if known.sum() < lake.cfg.quality.content.min_rows:
+            continue
+        for score in job.scores:
+            predicted, actual = mode_share(day.loc[known, score.name]), mode_share(truth[known].round())
+            rows.append({"table_name": name, "column_name": score.name, "n": int(known.sum()),
+                         "predicted_mode_share": predicted, "actual_mode_share": actual, "excess": predicted - actual})
+    return pd.DataFrame(rows, columns=["table_name", "column_name", "n", "predicted_mode_share", "actual_mode_share", "excess"])
 
 
 # ------------------------------------------------------------------ frames of one day
@@ -197,7 +316,10 @@ def _validate(ctx, lake: Lake, name: str, frame, suite) -> list[Outcome]:
         observed = {k: res[k] for k in ("observed_value", "unexpected_count", "partial_unexpected_list") if k in res}
         if r.exception_info and r.exception_info.get("raised_exception"):
             observed["error"] = str(r.exception_info.get("exception_message"))[:200]
-        out.append(Outcome(name, r.expectation_config.type, column, bool(r.success), json.dumps(observed, default=str)[:500]))
+        gx_severity = getattr(r.expectation_config, "severity", None)
+        severity = "warn" if getattr(gx_severity, "value", gx_severity) == _GX_SEVERITY["warn"] else "fail"
+        out.append(Outcome(name, r.expectation_config.type, column, bool(r.success),
+                           json.dumps(observed, default=str)[:500], severity))
     return out
 
 
@@ -218,19 +340,27 @@ def run_gate(lake: Lake, layer: str, ds: str) -> GateResult:
     ctx = _context()
     result = GateResult(layer, ds)
     spark_engine = lake.cfg.quality.engine == "spark"
-    for name in GATE_TABLES[layer]:
+    jobs = _feature_jobs()
+    for name in gate_tables(layer):
         spec = get_table(name)
         frame = _day_spark(lake, spec, ds) if spark_engine else _day(lake, spec, ds)
-        result.rows[name] = int(frame.count() if spark_engine else len(frame))
-        result.outcomes += _validate(ctx, lake, name, frame, _suite_for(name, spec, lake))
-    derived = {"bronze": ("bronze.intake", intake_shares), "gold": ("gold.generation", generation_shares)}.get(layer)
-    if derived:
-        name, build = derived
+        n = int(frame.count() if spark_engine else len(frame))
+        result.rows[name] = n
+        if name in jobs:
+            frame = (_with_content_columns_spark(frame, jobs[name], lake) if spark_engine
+                     else _with_content_columns(frame, jobs[name], lake))
+        result.outcomes += _validate(ctx, lake, name, frame, _suite_for(name, spec, lake, n))
+    derived = {
+        "bronze": (("bronze.intake", intake_shares),),
+        "gold": (("gold.generation", generation_shares), ("gold.concentration", concentration)),
+    }.get(layer, ())
+    for name, build in derived:
         frame = build(lake, ds)
+        if not len(frame):
+            continue
         if spark_engine:
-            frame = lake.spark.createDataFrame(frame) if len(frame) else None
-        if frame is not None:
-            result.outcomes += _validate(ctx, lake, name, frame, _suite_for(name, None, lake))
+            frame = lake.spark.createDataFrame(frame)
+        result.outcomes += _validate(ctx, lake, name, frame, _suite_for(name, None, lake))
     _store(lake, result)
     log.info(result.text())
     return result
@@ -247,7 +377,7 @@ def gate(lake: Lake, layer: str, ds: str) -> GateResult:
 def _store(lake: Lake, result: GateResult) -> None:
     rows = [
         {"ds": result.ds, "layer": result.layer, "table_name": o.table, "expectation": o.expectation,
-         "column_name": o.column, "success": o.success, "observed": o.observed}
+         "column_name": o.column, "success": o.success, "observed": o.observed, "severity": o.severity}
         for o in result.outcomes
     ]
     if "://" not in lake.root:

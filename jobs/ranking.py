@@ -16,6 +16,7 @@ from jobs.lake.tables import EVAL_RANKING_METRICS, EVAL_RANKING_SCORES, SILVER_R
 from jobs.scoring import product_text_col, score_udf
 from ranker import registry
 from ranker.metrics import Judged, ndcg_per_query, r_at_p
+from ranker.texts import leading_sentences
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,24 @@ def metrics_rows(scores: pd.DataFrame, head_queries: set[str], summarised: set[s
     return out
 
 
+def coverage_rows(pairs: pd.DataFrame, covered: dict[str, set[str]], variants: set[str]) -> list[dict]:
+    """Per variant: the share of the evaluation pairs whose product has the variant's text (a
+    summary, a description); a pair without it is ranked on its title alone."""
+    out = []
+    for variant in sorted(variants):
+        has = pairs.product_id.isin(covered.get(variant, set()))
+        out.append({"variant": variant, "split": "all", "metric": "coverage", "value": float(has.mean()) if len(pairs) else None,
+                    "n_queries": int(pairs.query_id.nunique()), "n_pairs": len(pairs), "scorer": ""})
+    return out
+
+
+def _summary_words(max_tokens: int) -> int:
+    """The word budget ReLSum's prompt gives for `max_tokens` (generator.tasks.relsum.prepare)."""
+    from generator.tasks import relsum
+
+    return int(relsum.prepare("t", "d", max_tokens)["max_words"])
+
+
 SPLITS = ("all", "head", "tail", "summarised")
 
 
@@ -203,6 +222,7 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
     per-pair scores to eval.ranking_scores and the metrics to eval.ranking_metrics.
 
     Variants: `none` (title alone) and `desc` (title + description) with the trained ranker,
+    `extractive` (title + the description's leading sentences within the summaries' word budget),
     `untrained` (title + description, the same architecture with an untrained head) when one has
     been exported, `bm25` (Okapi BM25 on title + description), and `summary:<adapter>` for each
     (model, adapter, prompt) in gold.product_summaries: title + summary, and the title alone for
@@ -233,6 +253,11 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
         plans.append(("untrained", ranker_folder(lake, "untrained"), pairs.withColumn("text", texts["desc"]), None, None))
     except FileNotFoundError:
         log.info("no untrained-head ranker exported (precis train ranker --untrained); skipping that variant")
+    # The extractive baseline of the summaries' word budget: an LLM summary must beat it to be worth its cost.
+    words = _summary_words(cfg.generation.relsum_max_tokens)
+    extractive = F.udf(lambda d: leading_sentences(d, words), "string")
+    plans.append(("extractive", trained, pairs.withColumn("text", product_text_col(F.col("title"), extractive("description"))),
+                  None, None))
     summary_plans = _summary_plans(lake, pairs, trained)
     plans.extend(summary_plans)
     frames, provenance = [], {}
@@ -257,13 +282,18 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
     scored = lake.read_pandas(EVAL_RANKING_SCORES)
     scored = scored[scored.ds == ds]
     summarised = set()
+    by_variant = {v: {r["product_id"] for r in t.where(F.col("summary").isNotNull()).select("product_id").distinct().collect()}
+                  for v, _, t, _, _ in summary_plans}
     if summary_plans:
-        by_variant = {v: {r["product_id"] for r in t.where(F.col("summary").isNotNull()).select("product_id").distinct().collect()}
-                      for v, _, t, _, _ in summary_plans}
         summarised = summarised_queries(local, by_variant)  # the judged pairs, already on the driver for BM25
         log.info("summary variants compared like for like on %d of %d queries (all their described products summarised)",
                  len(summarised), len(queries))
     rows = metrics_rows(scored, head, summarised)
+    described = set(local.product_id[local.description.fillna("").str.strip() != ""])
+    covered = {"none": set(local.product_id), "desc": described, "untrained": described, "bm25": described,
+               "extractive": described}
+    covered.update(by_variant)
+    rows += coverage_rows(local, covered, set(scored.variant))
     metrics = pd.DataFrame(rows)
     metrics["queries"] = which
     metrics["ranker_version"] = trained.name

@@ -61,6 +61,7 @@ def ranking_table(metrics: pd.DataFrame) -> pd.DataFrame:
     m = metrics.assign(col=metrics.metric.str.upper() + " " + metrics.split)
     wide = m.pivot_table(index="variant", columns="col", values="value", aggfunc="first")
     order = [f"{metric} {split}" for metric in ("NDCG@5", "R@90P") for split in ("all", "head", "tail", "summarised")]
+    order.append("COVERAGE all")  # share of the evaluation pairs whose product has the variant's text
     wide = wide[[c for c in order if c in wide.columns]].sort_values(wide.columns[0], ascending=False)
     return wide.reset_index()
 
@@ -86,15 +87,14 @@ def pr_curves(scores: pd.DataFrame, out: Path) -> Path | None:
 
 
 def length_plot(lake: Lake, out: Path) -> Path | None:
-    from jobs.evaluation import MAIN_TEXT
+    from jobs.features import JOBS
 
     series = {}
-    for task, (name, col) in MAIN_TEXT.items():
-        spec = T.get_table(f"{'silver' if name == 'review_preferences' else 'gold'}.{name}")
-        if lake.exists(spec):
-            lengths = lake.read_pandas(spec, [col])[col].str.len()
+    for job in JOBS.values():
+        if lake.exists(job.table):
+            lengths = lake.read_pandas(job.table, [job.main_text])[job.main_text].str.len()
             if len(lengths):
-                series[task] = lengths.to_numpy()
+                series[job.name] = lengths.to_numpy()
     if not series:
         return None
     plt = _plt()
@@ -108,10 +108,96 @@ def length_plot(lake: Lake, out: Path) -> Path | None:
     return out
 
 
+def signal_section(lake: Lake, ds: str, folder: Path) -> list[str]:
+    """'Does this feature carry signal?': one line per declared signal (jobs/features), with the
+    plots a person would rather look at."""
+    from jobs.evaluation import signal_table
+
+    md = ["## Signal: does each feature carry signal against ground truth?\n\n"]
+    gen = _latest(lake.read_pandas(T.EVAL_GENERATION_METRICS), ds)
+    table = signal_table(gen) if len(gen) else pd.DataFrame()
+    if table.empty:
+        md.append("_No generation metrics yet (`precis job evaluate_generation`)._\n\n")
+        return md
+    md.append(_table(table, "{:.3f}"))
+    md.append("\nGround truth: each selected user's held-out review (`silver.review_split`), never seen by "
+              "generation. `not measured`: no row with ground truth for that generator.\n\n")
+    for name, plot in (("predicted vs actual rating", rating_plot), ("suitability by actual rating", suitability_plot)):
+        path = plot(lake, folder)
+        if path:
+            md.append(f"![{name}]({path.name})\n\n")
+    md += grounding_examples(lake)
+    return md
+
+
+def grounding_examples(lake: Lake, n: int = 3) -> list[str]:
+    """Persona sentences that the persona-holder's own reviews do not support (generator.grounding)."""
+    from generator.grounding import SUPPORT_THRESHOLD
+    from jobs.features.sumforu import persona_grounding
+
+    if not lake.exists(T.GOLD_PERSONAS):
+        return []
+    personas = lake.read_pandas(T.GOLD_PERSONAS, ["user_id", "persona"]).head(20)
+    if personas.empty:
+        return []
+    rows = [(u, c, b) for u, g in zip(personas.user_id, persona_grounding(lake, personas))
+            for c, b in zip(g.claims, g.best) if b < SUPPORT_THRESHOLD]
+    if not rows:
+        return ["Every persona sentence checked is supported by its user's own reviews.\n\n"]
+    table = pd.DataFrame(rows[:n], columns=["user_id", "unsupported persona sentence", "best cosine with a review"])
+    return [f"Persona sentences with no support in the user's own reviews (cosine < {SUPPORT_THRESHOLD}), "
+            f"{len(rows)} among the first {len(personas)} personas:\n\n", _table(table, "{:.2f}"), "\n"]
+
+
+def rating_plot(lake: Lake, folder: Path) -> Path | None:
+    if not lake.exists(T.GOLD_RATING_PREDICTIONS):
+        return None
+    df = lake.read_pandas(T.GOLD_RATING_PREDICTIONS, ["predicted_rating", "actual_rating"]).dropna()
+    if df.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    counts = df.groupby(["actual_rating", "predicted_rating"]).size().reset_index(name="n")
+    ax.scatter(counts.actual_rating, counts.predicted_rating, s=30 + 30 * counts.n, alpha=0.6)
+    ax.plot([1, 5], [1, 5], color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="actual rating", ylabel="predicted rating", xlim=(0.5, 5.5), ylim=(0.5, 5.5),
+           title=f"EXP3RT: predicted vs actual ({len(df)} pairs)")
+    fig.tight_layout()
+    out = folder / "ratings.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def suitability_plot(lake: Lake, folder: Path) -> Path | None:
+    from jobs.features.ground_truth import actual_rating
+
+    if not lake.exists(T.GOLD_PERSONA_SUMMARIES):
+        return None
+    df = lake.read_pandas(T.GOLD_PERSONA_SUMMARIES, ["user_id", "product_id", "suitability"])
+    df["actual"] = actual_rating(lake, df).to_numpy()
+    df = df.dropna(subset=["actual"])
+    if df.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 4))
+    groups = sorted(df.actual.round().unique())
+    ax.boxplot([df.suitability[df.actual.round() == g].to_numpy() for g in groups], positions=groups)
+    ax.set(xlabel="persona-holder's actual rating", ylabel="suitability (1-10)", ylim=(0.5, 10.5),
+           title=f"SUMFORU: suitability by actual rating ({len(df)} pairs)")
+    fig.tight_layout()
+    out = folder / "suitability.png"
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def write_report(lake: Lake, ds: str) -> Path:
     folder = Path(lake.cfg.report_dir(ds))
     folder.mkdir(parents=True, exist_ok=True)
     md = [f"# Precis evaluation report — ds {ds}\n\n", f"Lake: `{lake.root}`\n\n"]
+
+    md += signal_section(lake, ds, folder)
 
     quality = lake.read_pandas(T.EVAL_QUALITY_RESULTS)
     quality = quality[quality.ds == ds]
@@ -119,12 +205,14 @@ def write_report(lake: Lake, ds: str) -> Path:
     if quality.empty:
         md.append("_No gate ran for this date._\n")
     else:
-        summary = quality.groupby("layer").agg(expectations=("success", "size"), passed=("success", "sum")).reset_index()
-        summary["result"] = np.where(summary.expectations == summary.passed, "PASSED", "FAILED")
+        blocking = ~quality.success & (quality.severity.fillna("fail") == "fail")
+        summary = quality.assign(blocking=blocking).groupby("layer").agg(
+            expectations=("success", "size"), passed=("success", "sum"), blocking=("blocking", "sum")).reset_index()
+        summary["result"] = np.where(summary.blocking == 0, "PASSED", "FAILED")
         md.append(_table(summary))
-        failed = quality[~quality.success][["table_name", "expectation", "column_name", "observed"]]
+        failed = quality[~quality.success][["table_name", "expectation", "column_name", "severity", "observed"]]
         if len(failed):
-            md.append("\nFailed expectations:\n\n" + _table(failed))
+            md.append("\nFailed expectations (severity `warn` is reported without blocking publish):\n\n" + _table(failed))
 
     md.append("\n## Ranking (cross-encoder on held-out queries)\n\n")
     metrics = _latest(lake.read_pandas(T.EVAL_RANKING_METRICS), ds)

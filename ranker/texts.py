@@ -32,3 +32,24 @@ def variant_text(variant: str, title: str, description: str | None, summary_word
     if variant == "title_summary":
         return product_text(title, summary_like(description, summary_words))
     raise ValueError(f"unknown text variant '{variant}'")
+
+
+def leading_sentences(description: str | None, max_words: int) -> str | None:
+    """The extractive baseline a summary must beat: the description's leading whole sentences
+    within `max_words` words (the first sentence cut at `max_words` when it alone is longer)."""
+    if not description or not description.strip():
+        return None
+    text = " ".join(description.split())
+    words, out = 0, []
+    rest = text
+    while rest:
+        cut = min((i + 1 for i in (rest.find(e) for e in (". ", "! ", "? ")) if i >= 0), default=len(rest))
+        sentence, rest = rest[:cut].strip(), rest[cut:].strip()
+        n = len(sentence.split())
+        if words + n > max_words:
+            if not out:
+                out.append(" ".join(sentence.split()[:max_words]))
+            break
+        out.append(sentence)
+        words += n
+    return " ".join(out) or None

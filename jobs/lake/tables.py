@@ -268,7 +268,8 @@ SILVER_REVIEW_SAMPLES = register(
         layer="silver",
         name="review_samples",
         keys=("product_id", "review_id"),
-        description="Golden products (>= filter.golden_min_reviews) and their seeded 15-50 review samples, stratified by rating.",
+        description="Every product's seeded sample of up to filter.sample_max train reviews (held-out reviews "
+        "never), stratified by rating; golden products have >= filter.golden_min_reviews reviews.",
         schema=pa.schema(
             [
                 _f("product_id", pa.string(), False),
@@ -285,17 +286,39 @@ SILVER_REVIEW_SAMPLES = register(
     )
 )
 
+SILVER_REVIEW_SPLIT = register(
+    TableSpec(
+        layer="silver",
+        name="review_split",
+        keys=("review_id",),
+        description="The evaluation split of the reviews of active users: each one's most recent review is "
+        "held out (ties broken by a seeded hash of the review id), the rest is train. Nothing that is "
+        "generated or trained from reviews sees a held-out review; evaluation pairs are (user, held-out product).",
+        schema=pa.schema(
+            [
+                _f("review_id", pa.string(), False),
+                _f("user_id", pa.string(), False),
+                _f("product_id", pa.string(), False),
+                _f("rating", pa.float64(), False),  # the actual rating: ground truth for held-out pairs
+                _f("split", pa.string(), False),  # train | heldout
+                _f("ds", pa.string(), False),
+            ]
+        ),
+    )
+)
+
 SILVER_USER_HISTORIES = register(
     TableSpec(
         layer="silver",
         name="user_histories",
         keys=("user_id",),
-        description="Active users (>= filter.active_min_reviews) with their reviews, oldest first.",
+        description="Active users (>= filter.active_min_reviews reviews) with their train reviews, oldest first "
+        "(held-out reviews are in silver.review_split only).",
         schema=pa.schema(
             [
                 _f("user_id", pa.string(), False),
-                _f("n_reviews", pa.int64(), False),
-                _f("mean_rating", pa.float64(), False),
+                _f("n_reviews", pa.int64(), False),  # train reviews
+                _f("mean_rating", pa.float64(), False),  # over train reviews
                 _f("reviews", pa.list_(REVIEW_STRUCT), False),
                 _f("ds", pa.string(), False),
             ]
@@ -415,6 +438,7 @@ EVAL_QUALITY_RESULTS = register(
                 _f("column_name", pa.string(), False),  # column(s), or * for table-level expectations
                 _f("success", pa.bool_(), False),
                 _f("observed", pa.string()),  # JSON: unexpected count and examples, or the observed value
+                _f("severity", pa.string()),  # fail (blocks publish) | warn (reported only); null: fail
             ]
         ),
     )

@@ -34,6 +34,9 @@ def _config(folder: Path, cf_subset: Path, extra_reviews: list[str] = ()) -> Pat
             "relevance": [{"paths": [str(cf_subset)], "format": "crowdflower"}],
         },
         "orchestration": {"state_dir": str(folder / "state"), "retries": 0},
+        # as in conf/local.yaml: zero-shot output carries no signal yet; these tests are about the wiring
+        "quality": {"content": {rule: "warn" for rule in ("constant_score", "score_concentration", "distinct_2",
+                                                           "template_echo", "ungrounded_persona")}},
         "training": {"eval_examples": 2, "train": {"max_examples": 3, "batch_size": 1, "num_generations": 2,
                                                      "max_completion_length": 8, "max_steps": 2}},
     }

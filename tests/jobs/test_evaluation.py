@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from generator.metrics import rouge_l
-from jobs.evaluation import leave_one_out_means, rating_metrics
+from jobs.features.ground_truth import leave_one_out_means, rating_metrics
 
 
 def test_rouge_l_matches_hand_computed_values():
@@ -23,10 +23,15 @@ def test_rating_baselines_are_leave_one_out():
     pred = pd.DataFrame({"user_id": ["u", "v"], "product_id": ["a", "a"], "predicted_rating": [4, 1], "actual_rating": [5.0, 1.0]})
     m = {name: v for name, v, _ in rating_metrics(pred, reviews)}
     assert m["mae"] == pytest.approx(0.5) and m["rmse"] == pytest.approx((0.5) ** 0.5)
-    # user mean: u/a -> 3 (err 2); v has no other review -> global mean 3 (err 2)
-    assert m["user_mean_mae"] == pytest.approx(2.0)
+    # user mean: u/a -> 3 (err 2); v has no other review -> the global mean of the other reviews,
+    # (5 + 3) / 2 = 4 (err 3)
+    assert m["user_mean_mae"] == pytest.approx(2.5)
     # item mean: u/a -> v's 1 (err 4); v/a -> u's 5 (err 4)
     assert m["item_mean_mae"] == pytest.approx(4.0)
+    # global mean, leave-one-out: u/a -> (3 + 1) / 2 = 2 (err 3); v/a -> 4 (err 3)
+    assert m["global_mean_mae"] == pytest.approx(3.0) and m["global_mean_rmse"] == pytest.approx(3.0)
+    # predictions 4, 1 rank the pairs as the actual 5, 1 do; one of two predictions is the mode
+    assert m["spearman"] == pytest.approx(1.0) and m["mode_share"] == 0.5 and m["actual_mode_share"] == 0.5
 
 
 def test_evaluate_generation_and_report(generated_lake, tmp_path, spark):
@@ -45,8 +50,17 @@ def test_evaluate_generation_and_report(generated_lake, tmp_path, spark):
     assert set(validity.index) >= {"relsum", "sumforu_summary", "exp3rt_rating", "rpo"}
     assert ((validity > 0) & (validity <= 1)).all()
     assert (m[m.metric == "mean_chars"].value > 0).all()
+    assert (m[m.metric == "distinct_2"].value.between(0, 1)).all() and set(m.metric) >= {"template_echo_share", "repeated_3gram_share"}
+    rating = m[m.task == "exp3rt_rating"].set_index("metric")
+    # every held-out pair has an actual rating; the baselines are computed on the same pairs
+    assert rating.loc["mae", "n"] == rating.loc["user_mean_mae", "n"] == rating.loc["validity", "n"] - \
+        lake.read_pandas("silver.generation_failures").query("task == 'exp3rt_rating'").shape[0]
+    assert {"spearman", "global_mean_mae", "item_mean_mae", "mode_share", "actual_mode_share"} <= set(rating.index)
+    assert "rouge_l_vs_review" in set(m[m.task == "rpo"].metric)
     path = write_report(lake, "2024-05-01")
     text = path.read_text()
     assert path == tmp_path / "reports" / "2024-05-01" / "report.md"
     assert "## Generation" in text and "| relsum | base |" in text
+    assert "## Signal" in text and "does it beat the user's mean rating?" in text
+    assert (path.parent / "ratings.png").stat().st_size > 1000
     assert (path.parent / "lengths.png").stat().st_size > 1000

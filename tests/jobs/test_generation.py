@@ -28,31 +28,43 @@ TEXT = {"gold.product_summaries": "summary", "gold.personas": "persona", "gold.p
         "gold.personalized_texts": "personalized_text"}
 
 
-def test_filter_reviews_selection(lake):
+def test_filter_reviews_selection_and_the_heldout_split(lake):
     from jobs.ingest.job import ingest_reviews
 
     ingest_reviews(lake, [str(BEAUTY)], "2024-05-01")
     counts = filter_reviews(lake, "2024-05-01")
-    assert counts == {"active_users": 991, "golden_products": 15, "sampled_reviews": counts["sampled_reviews"]}
+    assert counts == {"active_users": 991, "heldout_reviews": 991, "golden_products": 15,
+                      "sampled_reviews": counts["sampled_reviews"]}
+    reviews = lake.read_pandas("bronze.reviews")
+    split = lake.read_pandas("silver.review_split")
+    held = split[split.split == "heldout"]
+    # each active user holds out exactly one review: their most recent
+    assert held.user_id.is_unique and len(held) == 991
+    newest = reviews.groupby("user_id").review_time.max()
+    held_time = reviews.set_index("review_id").loc[held.review_id, "review_time"].to_numpy()
+    assert (held_time == newest.loc[held.user_id].to_numpy()).all()
+    train = reviews[~reviews.review_id.isin(held.review_id)]
+
     s = lake.read_pandas("silver.review_samples")
+    assert not s.review_id.isin(held.review_id).any()  # no held-out review reaches a sample
     sizes = s.groupby("product_id").size()
-    assert sizes.between(15, 50).all()
-    assert (sizes == s.groupby("product_id").product_reviews.first().clip(upper=50)).all()
+    assert (sizes == train.groupby("product_id").size().loc[sizes.index].clip(upper=50)).all()
     # stratified: every rating present is sampled, and each rating's count is within the number
     # of ratings present of its proportional share
-    reviews = lake.read_pandas("bronze.reviews")
     for pid, sample in s.groupby("product_id"):
-        full = reviews[reviews.product_id == pid].rating.value_counts()
+        full = train[train.product_id == pid].rating.value_counts()
         got = sample.rating.value_counts()
         assert set(got.index) == set(full.index), pid
         for rating, n in full.items():
             assert abs(got[rating] - n * len(sample) / full.sum()) <= len(full), (pid, rating)
-    # seeded: the same sample again
+    # seeded: the same split and sample again
     filter_reviews(lake, "2024-05-01")
     assert lake.read_pandas("silver.review_samples").sort_values(["product_id", "sample_rank"]).review_id.tolist() == \
         s.sort_values(["product_id", "sample_rank"]).review_id.tolist()
+    assert sorted(lake.read_pandas("silver.review_split").query("split == 'heldout'").review_id) == sorted(held.review_id)
     h = lake.read_pandas("silver.user_histories")
-    assert (h.n_reviews >= 3).all() and (h.reviews.map(len) == h.n_reviews).all()
+    assert (h.n_reviews >= 2).all() and (h.reviews.map(len) == h.n_reviews).all()
+    assert not h.reviews.map(lambda rs: any(r["review_id"] in set(held.review_id) for r in rs)).any()
 
 
 def test_every_gold_table_is_filled_and_every_row_valid(generated_lake):
@@ -77,6 +89,15 @@ def test_every_gold_table_is_filled_and_every_row_valid(generated_lake):
     assert (rpo.history_review_ids.map(len) >= 1).all()
     failures = lake.read_pandas("silver.generation_failures")
     assert failures.reason.notna().all()
+    # evaluation pairs are the users' held-out products: each has its actual rating, and no
+    # held-out review reached a preference (so no profile saw it)
+    split = lake.read_pandas("silver.review_split")
+    held = split[split.split == "heldout"]
+    ratings = lake.read_pandas("gold.rating_predictions")
+    assert len(ratings) and ratings.actual_rating.notna().all()
+    pairs = set(zip(held.user_id, held.product_id))
+    assert set(zip(ratings.user_id, ratings.product_id)) <= pairs
+    assert not lake.read_pandas("silver.review_preferences").review_id.isin(held.review_id).any()
 
 
 def test_rerun_generates_nothing(generated_lake):

@@ -106,3 +106,146 @@ def test_spark_engine_gives_the_same_outcomes(tmp_path, spark, cf_subset):
     spark_result = run_gate(spark_lake, "bronze", "2024-05-01")
     key = lambda r: sorted((o.table, o.expectation, o.column, o.success) for o in r.outcomes)  # noqa: E731
     assert key(pandas_result) == key(spark_result) and pandas_result.success
+
+
+# ---------------------------------------------------------------- content rules, on planted batches
+DAY = "2024-06-01"
+# conf/local.yaml reports the content rules as warnings for the zero-shot demo; these tests check
+# the rules at their default severity, `fail`.
+STRICT = {f"quality__content__{rule}": "fail"
+          for rule in ("constant_score", "score_concentration", "distinct_2", "template_echo", "ungrounded_persona",
+                       "empty_table")}
+
+
+@pytest.fixture
+def strict(tmp_path, spark):
+    return make_lake(tmp_path / "lake", spark, **STRICT)
+
+
+def _planted(lake, spark, table, rows: list[dict]):
+    """Merge rows into a generated table, with the provenance columns every model output carries."""
+    from datetime import datetime, timezone
+
+    from jobs.lake.lake import spark_schema
+    from jobs.lake.tables import get_table
+
+    spec = get_table(table)
+    prov = {"model_id": "planted", "adapter_version": "base", "prompt_version": "p1",
+            "generated_at": datetime(2024, 6, 1, tzinfo=timezone.utc), "ds": DAY}
+    full = [{**prov, "input_hash": f"h{i}", **r} for i, r in enumerate(rows)]
+    lake.merge(spec, spark.createDataFrame(pd.DataFrame(full)[spec.schema.names], spark_schema(spec.schema)))
+
+
+REASONINGS = [
+    "The user likes light floral scents and this spray is light and floral.",
+    "This cream is heavy while the user prefers light lotions for daily use.",
+    "The shopper values value for money and the price here is fair for the size.",
+    "Strong perfume notes may bother a user who dislikes strong smells.",
+    "A gentle formula suits the user's sensitive skin and past good reviews.",
+]
+
+
+def _ratings(predicted, actual):
+    return [{"user_id": f"u{i}", "product_id": f"p{i}", "reasoning": REASONINGS[i % 5] + f" Pair {i}.",
+             "predicted_rating": int(p), "actual_rating": float(a)} for i, (p, a) in enumerate(zip(predicted, actual))]
+
+
+ACTUAL = [5.0] * 10 + [4.0] * 5 + [3.0] * 5 + [1.0] * 5  # the most common actual rating is 40% of rows
+
+
+def _content_failures(result):
+    return {(o.table, o.expectation, o.column) for o in result.failed}
+
+
+def test_a_constant_rating_on_every_row_fails_the_gold_gate(strict, spark):
+    _planted(strict, spark, "gold.rating_predictions", _ratings([1] * 25, ACTUAL))
+    result = run_gate(strict, "gold", DAY)
+    assert not result.success
+    assert ("gold.rating_predictions", "expect_column_unique_value_count_to_be_between", "predicted_rating") in _content_failures(result)
+
+
+def test_ratings_far_more_concentrated_than_the_actual_ones_fail_the_gold_gate(strict, spark):
+    # 23 of 25 predictions say 5 (92%) where the actual ratings' mode is 40%: excess 0.52 > 0.15
+    _planted(strict, spark, "gold.rating_predictions", _ratings([5] * 23 + [4, 3], ACTUAL))
+    result = run_gate(strict, "gold", DAY)
+    assert ("gold.concentration", "expect_column_values_to_be_between", "excess") in _content_failures(result)
+    assert '"unexpected_count": 1' in next(o.observed for o in result.failed if o.table == "gold.concentration")
+
+
+def test_healthy_ratings_pass_every_content_rule(strict, spark):
+    predicted = [5] * 9 + [4] * 6 + [3] * 4 + [2] * 3 + [1] * 3  # mode 36%, close to the actual 40%
+    _planted(strict, spark, "gold.rating_predictions", _ratings(predicted, ACTUAL))
+    result = run_gate(strict, "gold", DAY)
+    assert result.success, result.text()
+    assert result.rows["gold.rating_predictions"] == 25
+
+
+def test_repeated_text_fails_distinct_2_and_an_echoed_template_fails_template_echo(strict, spark):
+    loop = "a unique, 10-ounce, 10-ounce, 10-ounce, 10-ounce, 10-ounce, 10-ounce bottle"
+    _planted(strict, spark, "gold.personas", [{"user_id": f"u{i}", "persona": loop} for i in range(5)])
+    echoed = [{"user_id": f"u{i}", "product_id": "p", "suitability": 3 + i,
+               "summary": f"Shopper persona: a buyer of soap number {i}. Reviews praise the scent and the price."}
+              for i in range(5)]
+    _planted(strict, spark, "gold.persona_summaries", echoed)
+    failures = _content_failures(run_gate(strict, "gold", DAY))
+    assert ("gold.personas", "expect_column_mean_to_be_between", "distinct_2__persona") in failures
+    assert ("gold.persona_summaries", "expect_column_values_to_not_match_regex_list", "summary") in failures
+    assert not any(t == "gold.persona_summaries" and e == "expect_column_mean_to_be_between" for t, e, _ in failures)
+
+
+def test_a_content_rule_set_to_warn_reports_without_blocking_publish(tmp_path, spark):
+    from jobs.publish import gate_passed
+
+    lake = make_lake(tmp_path / "lake", spark, **{**STRICT, "quality__content__constant_score": "warn"})
+    _planted(lake, spark, "gold.rating_predictions", _ratings([1] * 25, ACTUAL))
+    result = run_gate(lake, "gold", DAY)
+    assert [o.column for o in result.warnings] == ["predicted_rating"]
+    assert "WARNING gold.rating_predictions" in result.text()
+    # the concentration rule still fails: 100% of one value against 40%
+    assert not result.success and not gate_passed(lake, "gold", DAY)
+    lake2 = make_lake(tmp_path / "lake2", spark, **{**STRICT, "quality__content__constant_score": "warn",
+                                                    "quality__content__score_concentration": "warn"})
+    _planted(lake2, spark, "gold.rating_predictions", _ratings([1] * 25, ACTUAL))
+    assert run_gate(lake2, "gold", DAY).success and gate_passed(lake2, "gold", DAY)
+    stored = lake2.read_pandas("eval.quality_results")
+    assert set(stored[~stored.success].severity) == {"warn"}
+
+
+def test_silver_gate_fails_on_empty_tables_and_warns_when_description_delta_kept_nothing(strict):
+    result = run_gate(strict, "silver", DAY)
+    empty = {o.table for o in result.failed if o.expectation == "expect_table_row_count_to_be_between"}
+    assert empty == {"silver.review_samples", "silver.user_histories", "silver.review_split"}
+    assert [o.table for o in result.warnings] == ["silver.relsum_pairs"]
+
+
+def test_spark_engine_gives_the_same_content_outcomes(strict, tmp_path, spark):
+    _planted(strict, spark, "gold.rating_predictions", _ratings([1] * 25, ACTUAL))
+    pandas_result = run_gate(strict, "gold", DAY)
+    spark_lake = make_lake(tmp_path / "lake", spark, quality__engine="spark", **STRICT)
+    spark_result = run_gate(spark_lake, "gold", DAY)
+    key = lambda r: sorted((o.table, o.expectation, o.column, o.success, o.severity) for o in r.outcomes)  # noqa: E731
+    assert key(pandas_result) == key(spark_result) and not spark_result.success
+
+
+def test_a_persona_with_no_sentence_supported_by_the_users_reviews_fails_and_a_grounded_one_passes(strict, spark):
+    from jobs.features import filter_reviews
+    from jobs.ingest.job import ingest_reviews
+
+    ingest_reviews(strict, [str(BEAUTY)], DAY)
+    filter_reviews(strict, DAY)
+    hist = strict.read_pandas("silver.user_histories").sort_values("n_reviews", ascending=False).head(2)
+    grounded_user, invented_user = hist.user_id.tolist()
+    first = hist.iloc[0].reviews[0]
+    grounded = f"This shopper writes: {first['text']}"  # the user's own words
+    invented = ("Ava is a 28-year-old astronaut who collects vintage motorcycles in Norway. "
+                "She trains for marathons on the moon every weekend.")
+    _planted(strict, spark, "gold.personas", [{"user_id": grounded_user, "persona": grounded},
+                                              {"user_id": invented_user, "persona": invented}])
+    result = run_gate(strict, "gold", DAY)
+    bad = [o for o in result.failed if o.column == "supported__persona"]
+    assert len(bad) == 1 and '"unexpected_count": 1' in bad[0].observed and "0" in bad[0].observed
+    from jobs.features.sumforu import persona_metrics
+
+    rows = strict.read_pandas("gold.personas").sort_values("user_id").reset_index(drop=True)
+    m = {name: v for name, v, _ in persona_metrics(strict, rows)}
+    assert m["ungrounded_personas"] == 1 and m["unsupported_claims"] >= 2 and 0 < m["grounding_share"] < 1

@@ -38,9 +38,13 @@ def test_evaluate_ranking_tables(ranked_lake):
     lake = ranked_lake
     metrics = evaluate_ranking(lake, DS)
     table = lake.read_pandas("eval.ranking_metrics")
-    assert set(table.variant) == {"none", "desc", "untrained", "bm25"}
-    assert set(table.split) == {"all", "head", "tail"} and set(table.metric) == {"ndcg@5", "r@90p"}
-    assert len(table) == 4 * 3 * 2 and (table.queries == "heldout").all()
+    assert set(table.variant) == {"none", "desc", "untrained", "bm25", "extractive"}
+    assert set(table.split) == {"all", "head", "tail"} and set(table.metric) == {"ndcg@5", "r@90p", "coverage"}
+    # 5 variants x 3 splits x 2 metrics, and one coverage line per variant
+    assert len(table) == 5 * 3 * 2 + 5 and (table.queries == "heldout").all()
+    coverage = table[table.metric == "coverage"].set_index("variant").value
+    assert coverage["none"] == 1.0 and 0 < coverage["extractive"] == coverage["desc"] < 1  # CrowdFlower: some lack a description
+    table = table[table.metric != "coverage"]
     values = table.value.dropna()
     assert ((values >= 0) & (values <= 1)).all()
     # evaluated on the ranker's held-out queries only
@@ -55,8 +59,8 @@ def test_evaluate_ranking_tables(ranked_lake):
     assert np.allclose(stored_all.sort_index(), recomputed.sort_index())
     # re-running the same date replaces, never duplicates
     evaluate_ranking(lake, DS)
-    assert lake.count("eval.ranking_metrics") == 24 and lake.count("eval.ranking_scores") == len(scores)
-    assert len(metrics) == 24
+    assert lake.count("eval.ranking_metrics") == 35 and lake.count("eval.ranking_scores") == len(scores)
+    assert len(metrics) == 35
 
 
 def test_rerank_and_lookup_commands(ranked_lake, capsys):
@@ -107,11 +111,15 @@ def test_evaluate_ranking_adds_a_variant_per_summary_set(ranked_lake):
     assert report.generated + report.failed == 3
     metrics = evaluate_ranking(lake, DS)
     summary = metrics[metrics.variant == "summary:base"]
-    assert len(summary) == 8 and set(summary.model_id) == {"smollm2-135m-instruct"} and set(summary.adapter_version) == {"base"}
+    assert len(summary) == 9 and set(summary.model_id) == {"smollm2-135m-instruct"} and set(summary.adapter_version) == {"base"}
+    # coverage: the share of the evaluation pairs whose product has a summary (3 products)
+    cov = summary[summary.metric == "coverage"].value.iloc[0]
+    assert 0 < cov < metrics[(metrics.variant == "desc") & (metrics.metric == "coverage")].value.iloc[0]
     # 3 products are enough to cover the smallest held-out query whole: generate_relsum fills
     # queries one at a time, so the like-for-like `summarised` split is not empty
     assert set(summary.split) == {"all", "head", "tail", "summarised"}
     assert (metrics[metrics.split == "summarised"].n_queries >= 1).all()
+    assert set(metrics[metrics.split == "summarised"].variant) == {"none", "desc", "untrained", "bm25", "extractive", "summary:base"}
     scores = lake.read_pandas("eval.ranking_scores")
     assert (scores.variant == "summary:base").sum() == (scores.variant == "none").sum()
 

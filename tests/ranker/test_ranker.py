@@ -104,3 +104,13 @@ def test_reranker_uses_summary_when_present(versions):
     assert dict((r.product_id, r.score) for r in ranked)["b"] == pytest.approx(float(expected))
     with pytest.raises(KeyError, match="zzz"):
         Reranker(scorer, products).rerank("q", ["a", "zzz"])
+
+
+def test_the_extractive_baseline_keeps_whole_leading_sentences_within_the_word_budget():
+    from ranker.texts import leading_sentences
+
+    text = "Soft cotton towel.  Machine washable at 40 degrees! Made in Portugal. Ships fast."
+    assert leading_sentences(text, 8) == "Soft cotton towel. Machine washable at 40 degrees!"  # 3 + 5 words; the next 3 pass 8
+    assert leading_sentences(text, 3) == "Soft cotton towel."
+    assert leading_sentences("one two three four five six", 4) == "one two three four"  # a long first sentence is cut
+    assert leading_sentences("   ", 5) is None and leading_sentences(None, 5) is None

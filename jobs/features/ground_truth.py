@@ -1,0 +1,72 @@
+"""Ground truth the features are measured against, read from the lake as pandas.
+
+Each (user, product) pair's actual rating is the user's mean rating of the product over their
+reviews of it; its actual review is their review text. Baselines a recommender would otherwise
+use are computed on the same pairs, leave-one-out so the answer is never in the baseline.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from generator.metrics import mode_share, spearman
+from jobs.features.spec import MetricRow
+from jobs.lake import Lake
+from jobs.lake import tables as T
+
+
+def reviews(lake: Lake) -> pd.DataFrame:
+    return lake.read_pandas(T.BRONZE_REVIEWS, ["user_id", "product_id", "rating", "title", "text"])
+
+
+def pair_truth(lake: Lake, pairs: pd.DataFrame) -> pd.DataFrame:
+    """`pairs` (user_id, product_id, ...) with `actual_rating` and `actual_review` (NaN / None where
+    the user never reviewed the product), in the order of `pairs`."""
+    r = reviews(lake)
+    r["review"] = (r["title"].fillna("") + ". " + r["text"].fillna("")).str.strip(". ")
+    agg = r.groupby(["user_id", "product_id"]).agg(actual_rating=("rating", "mean"), actual_review=("review", " ".join))
+    return pairs.join(agg, on=["user_id", "product_id"])
+
+
+def actual_rating(lake: Lake, rows: pd.DataFrame) -> pd.Series:
+    return pair_truth(lake, rows[["user_id", "product_id"]])["actual_rating"]
+
+
+def leave_one_out_means(reviews: pd.DataFrame, key: str) -> pd.DataFrame:
+    """Per (user_id, product_id): the mean rating of `key`'s other reviews (NaN when it has none)."""
+    g = reviews.groupby(key)["rating"].agg(["sum", "count"]).rename(columns={"sum": "s", "count": "n"})
+    pair = reviews.groupby(["user_id", "product_id"])["rating"].agg(["sum", "count"]).reset_index()
+    pair = pair.join(g, on=key)
+    rest = pair["n"] - pair["count"]
+    pair["baseline"] = np.where(rest > 0, (pair["s"] - pair["sum"]) / rest.where(rest > 0, 1), np.nan)
+    return pair[["user_id", "product_id", "baseline"]]
+
+
+def _errors(prefix: str, predicted: pd.Series, actual: pd.Series) -> list[MetricRow]:
+    e = predicted.astype(float).to_numpy() - actual.astype(float).to_numpy()
+    n = len(e)
+    return [(f"{prefix}mae", float(np.abs(e).mean()), n), (f"{prefix}rmse", float(np.sqrt((e**2).mean())), n)]
+
+
+def rating_metrics(pred: pd.DataFrame, all_reviews: pd.DataFrame, column: str = "predicted_rating") -> list[MetricRow]:
+    """Rating prediction against the actual rating, beside the baselines on the same pairs:
+    MAE, RMSE, Spearman; global-mean, user-mean and item-mean (leave-one-out) errors; and the share
+    of the most common predicted value next to the actual ratings' (a predictor that says one value
+    everywhere carries no signal however small its error)."""
+    p = pred.dropna(subset=["actual_rating"]).reset_index(drop=True)
+    if p.empty:
+        return []
+    actual = p["actual_rating"]
+    rows = _errors("", p[column], actual)
+    rows.append(("spearman", spearman(p[column], actual), len(p)))
+    total, count = all_reviews["rating"].sum(), len(all_reviews)
+    pair_sum = p.merge(all_reviews.groupby(["user_id", "product_id"])["rating"].agg(["sum", "count"]).reset_index(),
+                       on=["user_id", "product_id"], how="left")
+    global_loo = (total - pair_sum["sum"].fillna(0)) / (count - pair_sum["count"].fillna(0))
+    rows += _errors("global_mean_", global_loo, actual)
+    for key, name in (("user_id", "user_mean"), ("product_id", "item_mean")):
+        b = p.merge(leave_one_out_means(all_reviews, key), on=["user_id", "product_id"], how="left")
+        rows += _errors(f"{name}_", b["baseline"].fillna(global_loo), actual)  # no other review: global mean
+    rows += [("mode_share", mode_share(p[column].round()), len(p)), ("actual_mode_share", mode_share(actual.round()), len(p))]
+    return rows

@@ -1,0 +1,137 @@
+"""Which users, products and (user, product) pairs the features are generated for, and the
+evaluation split that keeps ground truth away from every input.
+
+`filter_reviews` (a daily step) writes three snapshot tables for the run's `ds`:
+
+- `silver.review_split`: each active user's most recent review is held out (ties broken by a
+  seeded hash of the review id), the rest is train. Fixed and reproducible: the same reviews give
+  the same split on every run.
+- `silver.user_histories`: active users with their *train* reviews;
+- `silver.review_samples`: every product's seeded sample of up to `filter.sample_max` *train*
+  reviews, stratified by rating (SUMFORU's selection): one review of every rating present, then
+  each rating's share of the sample following its share of the product's reviews.
+
+So a persona, a profile, a history retrieved for RPO or a review sample never contains a held-out
+review, and the held-out (user, product) pairs carry an actual rating and review to measure against.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from jobs.lake import Lake
+from jobs.lake import tables as T
+
+log = logging.getLogger(__name__)
+
+
+def latest(df):
+    """Rows of the newest `ds` partition of a snapshot-per-run table."""
+    from pyspark.sql import functions as F
+
+    newest = df.agg(F.max("ds")).first()[0]
+    return df.where(F.col("ds") == newest)
+
+
+def filter_reviews(lake: Lake, ds: str) -> dict[str, int]:
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    f = lake.cfg.filter
+    reviews = lake.read("bronze.reviews")
+    h = F.sha2(F.concat(F.lit(str(f.seed)), F.col("review_id")), 256)
+    active = reviews.groupBy("user_id").agg(F.count("*").alias("n_all")).where(F.col("n_all") >= f.active_min_reviews)
+    newest_first = Window.partitionBy("user_id").orderBy(F.desc("review_time"), "h")
+    split = (
+        reviews.join(active.select("user_id"), "user_id").withColumn("h", h)
+        .withColumn("split", F.when(F.row_number().over(newest_first) == 1, "heldout").otherwise("train"))
+        .select("review_id", "user_id", "product_id", "rating", "split")
+    )
+    lake.replace_partition(T.SILVER_REVIEW_SPLIT, split, ds)
+    heldout = latest(lake.read(T.SILVER_REVIEW_SPLIT)).where(F.col("split") == "heldout").select("review_id")
+    train = reviews.join(heldout, "review_id", "left_anti")
+
+    per_product = reviews.groupBy("product_id").agg(F.count("*").alias("product_reviews"))
+    stratum = Window.partitionBy("product_id", "rating")
+    g = train.join(per_product, "product_id").withColumn("h", h)
+    rank = F.row_number().over(stratum.orderBy("h"))
+    # Each rating's first review comes before all others, so every rating present is in the sample
+    # (minority opinions matter to a persona); the rest follows each rating's share.
+    g = g.withColumn("pos", F.when(rank == 1, F.lit(0.0)).otherwise((rank - 0.5) / F.count("*").over(stratum)))
+    g = g.withColumn("sample_rank", F.row_number().over(Window.partitionBy("product_id").orderBy("pos", "h")))
+    samples = g.where(F.col("sample_rank") <= f.sample_max).select(
+        "product_id", "review_id", "user_id", "rating", "title", "text", "product_reviews", F.col("sample_rank").cast("long")
+    )
+
+    train_active = train.join(active.select("user_id"), "user_id")
+    fields = ["review_id", "product_id", "rating", "title", "text", "review_time"]
+    hist = train_active.groupBy("user_id").agg(
+        F.sort_array(F.collect_list(F.struct("review_time", "review_id", "product_id", "rating", "title", "text"))).alias("r"),
+        F.count("*").alias("n_reviews"), F.avg("rating").alias("mean_rating"),
+    ).select("user_id", "n_reviews", "mean_rating",
+             F.transform("r", lambda x: F.struct(*[x[c].alias(c) for c in fields])).alias("reviews"))
+    lake.replace_partition(T.SILVER_REVIEW_SAMPLES, samples, ds)
+    lake.replace_partition(T.SILVER_USER_HISTORIES, hist, ds)
+    s = latest(lake.read(T.SILVER_REVIEW_SAMPLES))
+    u = latest(lake.read(T.SILVER_USER_HISTORIES))
+    counts = {
+        "active_users": u.count(),
+        "heldout_reviews": heldout.count(),
+        "golden_products": s.where(F.col("product_reviews") >= f.golden_min_reviews).select("product_id").distinct().count(),
+        "sampled_reviews": s.count(),
+    }
+    log.info("filter_reviews: %s", counts)
+    return counts
+
+
+def selected_users(lake: Lake):
+    from pyspark.sql import functions as F
+
+    hist = latest(lake.read(T.SILVER_USER_HISTORIES))
+    return hist.orderBy(F.desc("n_reviews"), "user_id").limit(lake.cfg.generation.n_users)
+
+
+def golden_products(lake: Lake):
+    """The N most reviewed golden products (>= filter.golden_min_reviews reviews)."""
+    from pyspark.sql import functions as F
+
+    s = latest(lake.read(T.SILVER_REVIEW_SAMPLES)).where(F.col("product_reviews") >= lake.cfg.filter.golden_min_reviews)
+    top = s.select("product_id", "product_reviews").distinct().orderBy(F.desc("product_reviews"), "product_id")
+    return top.limit(lake.cfg.generation.n_products)
+
+
+def heldout_pairs(lake: Lake):
+    """(user_id, product_id, actual_rating) of each selected user's held-out review(s)."""
+    from pyspark.sql import functions as F
+
+    split = latest(lake.read(T.SILVER_REVIEW_SPLIT)).where(F.col("split") == "heldout")
+    return (split.join(selected_users(lake).select("user_id"), "user_id")
+            .groupBy("user_id", "product_id").agg(F.avg("rating").alias("actual_rating")))
+
+
+def selected_pairs(lake: Lake):
+    """The (user_id, product_id) pairs of `generation.pairs`."""
+    users = selected_users(lake).select("user_id")
+    heldout = heldout_pairs(lake).select("user_id", "product_id")
+    cross = users.crossJoin(golden_products(lake).select("product_id"))
+    choice = lake.cfg.generation.pairs
+    if choice == "heldout":
+        return heldout
+    if choice == "top_users_x_golden":
+        return cross
+    return heldout.unionByName(cross).distinct()
+
+
+def pair_products(lake: Lake):
+    """Every product that appears in a selected pair or among the golden products."""
+    return selected_pairs(lake).select("product_id").unionByName(golden_products(lake).select("product_id")).distinct()
+
+
+def actual_ratings(lake: Lake, pairs):
+    """`pairs` with `actual_rating`: the user's mean rating of the product over all their reviews
+    of it (NaN where the user never reviewed it)."""
+    reviews = lake.read("bronze.reviews")
+    from pyspark.sql import functions as F
+
+    actual = reviews.groupBy("user_id", "product_id").agg(F.avg("rating").alias("actual_rating"))
+    return pairs.join(actual, ["user_id", "product_id"], "left")
