@@ -251,7 +251,8 @@ def concentration(lake: Lake, ds: str) -> pd.DataFrame:
         for score in job.scores:
             predicted, actual = mode_share(day.loc[known, score.name]), mode_share(truth[known].round())
             rows.append({"table_name": name, "column_name": score.name, "n": int(known.sum()),
-                         "predicted_mode_share": predicted, "actual_mode_share": actual, "excess": predicted - actual})
+                         "predicted_mode_share": predicted, "actual_mode_share": actual,
+                         "excess": round(predicted - actual, 9)})  # 1.0 - 0.85 is 0.15, not 0.15000000000000002
     return pd.DataFrame(rows, columns=["table_name", "column_name", "n", "predicted_mode_share", "actual_mode_share", "excess"])
 
 
