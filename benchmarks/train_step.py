@@ -44,7 +44,8 @@ def main() -> None:
 
     from jobs.config import load_config
     from jobs.lake import Lake
-    from jobs.training import _base_model, _tokenizer, relsum_reward, relsum_rows
+    from jobs.train.datasets import base_model as _base_model, load_tokenizer as _tokenizer, relsum_rows
+    from jobs.train.rewards import relsum_reward
     from training.common import load_policy, use_bf16
     from training.config import TrainingConfig
 

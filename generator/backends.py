@@ -3,6 +3,8 @@ texts and token counts out.
 
 - `TransformersBackend`: CPU or one GPU. Prompts are sorted by length and batched with left
   padding, so each batch pads only to its own longest prompt; greedy unless a temperature is set.
+- Every backend also reads a score's distribution over its allowed values (`score`), which
+  `generator.scoring` turns into an expected value and an entropy.
 - `VLLMBackend`: vLLM on GPUs (the `gpu` extra, a separate environment), LoRA adapters through
   vLLM's LoRA support.
 """
@@ -15,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
+
+from generator.scoring import ScoreDistribution, TokenSeq, choice_distributions, spellings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,9 @@ class Backend(Protocol):
 
     def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[Generation]: ...
 
-    def choose(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[str]: ...
+    def score(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[ScoreDistribution]:
+        """Each prompt's distribution over `choices` as its continuation (generator.scoring)."""
+        ...
 
 
 def resolve_dtype(choice: str, device: str):
@@ -128,36 +134,51 @@ class TransformersBackend:
             batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, padding=True, return_tensors="pt")
             yield idx, [len(ids[i]) for i in idx], batch.to(self._device)
 
-    def choose(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[str]:
-        """For each prompt, the choice the model continues with, greedily, decoding only token
-        sequences that spell a choice (with or without a leading space). Small models rarely write
-        a bare number on request; this makes a score the model's most likely valid value."""
+    def score(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[ScoreDistribution]:
+        """Each prompt's distribution over `choices` (generator.scoring): prompts batched by length
+        with left padding, each batch prefilled once, then a token or two per node of the choices'
+        token trie on top of its KV cache; only the last position's logits are computed."""
+        encode = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        prompt_ids = [encode(self.render(m)) for m in prompts]
+        return choice_distributions(len(prompts), choices, spellings(choices, encode),
+                                    lambda req, wanted: self._next_logprobs(prompt_ids, req, wanted))
+
+    def _next_logprobs(self, prompt_ids: list[list[int]], requests: list[tuple[int, TokenSeq]],
+                       wanted: list[list[int]]) -> list[dict[int, float]]:
+        """Each prompt batch is prefilled once (KV cache kept); every trie node's few tokens then
+        run on top of that cache, which is cropped back to the prompt after each node."""
         import torch
 
-        eos = self.tokenizer.eos_token_id
-        seqs: dict[tuple[int, ...], str] = {}
-        for c in choices:
-            for variant in (c, " " + c):
-                seqs[tuple(self.tokenizer(variant, add_special_tokens=False)["input_ids"])] = c
-        longest = max(len(s) for s in seqs)
-        out: list[str] = [""] * len(prompts)
-        for idx, _, batch in self._batches(prompts):
-            width = batch["input_ids"].shape[1]
-
-            def allowed(_, input_ids, width=width):
-                done = tuple(input_ids[width:].tolist())
-                nxt = {s[len(done)] for s in seqs if len(s) > len(done) and s[: len(done)] == done}
-                if done in seqs or not nxt:
-                    nxt.add(eos)
-                return sorted(nxt)
-
+        nodes = sorted({prefix for _, prefix in requests}, key=lambda n: (len(n), n))
+        where = {req: k for k, req in enumerate(requests)}
+        out: list[dict[int, float]] = [{} for _ in requests]
+        prompts = sorted({i for i, _ in requests}, key=lambda i: len(prompt_ids[i]))
+        for start in range(0, len(prompts), self.batch_size):
+            idx = prompts[start : start + self.batch_size]
+            batch = self.tokenizer.pad({"input_ids": [prompt_ids[i] for i in idx]}, padding=True, return_tensors="pt")
+            batch = batch.to(self._device)
+            mask = batch["attention_mask"]
+            # left padding: positions count real tokens only, as generate() computes them
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                gen = self.model.generate(**batch, max_new_tokens=longest + 1, do_sample=False, temperature=None,
-                                          top_p=None, top_k=None, pad_token_id=self.tokenizer.pad_token_id,
-                                          eos_token_id=eos, prefix_allowed_tokens_fn=allowed)
-            for row, i in enumerate(idx):
-                tokens = [t for t in gen[row, width:].tolist() if t != eos and t != self.tokenizer.pad_token_id]
-                out[i] = seqs.get(tuple(tokens), self.tokenizer.decode(tokens).strip())
+                first = self.model(**batch, position_ids=positions, use_cache=True, logits_to_keep=1)
+                cache = first.past_key_values
+                for node in nodes:
+                    if not node:
+                        logits = first.logits[:, -1, :]
+                    else:
+                        ids = torch.tensor([list(node)] * len(idx), device=self._device)
+                        step = torch.arange(1, len(node) + 1, device=self._device)
+                        more = self.model(input_ids=ids, attention_mask=torch.cat([mask, torch.ones_like(ids)], dim=1),
+                                          position_ids=positions[:, -1:] + step, past_key_values=cache,
+                                          use_cache=True, logits_to_keep=1)
+                        logits = more.logits[:, -1, :]
+                        cache.crop(-len(node))
+                    logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+                    for row, i in enumerate(idx):
+                        k = where.get((i, node))
+                        if k is not None:
+                            out[k] = {t: float(logprobs[row, t]) for t in wanted[k]}
         return out
 
     def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[Generation]:
@@ -231,25 +252,30 @@ class VLLMBackend:
         self.stats.seconds += time.perf_counter() - t0
         return out
 
+    def score(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[ScoreDistribution]:
+        """Each prompt's distribution over `choices`, from vLLM's top log-probabilities of one
+        generated token after each (prompt, trie node) (a wanted token outside the top
+        `max_logprobs` counts as probability 0)."""
+        from vllm import SamplingParams as VSP
+        from vllm.inputs import TokensPrompt
 
-def _vllm_choose(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[str]:
-    """vLLM's guided decoding restricted to the choices (the API name changed across versions)."""
-    from vllm import SamplingParams as VSP
+        tokenizer = self.llm.get_tokenizer()
+        encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        prompt_ids = [encode(tokenizer.apply_chat_template(m, tokenize=False, continue_final_message=True))
+                      for m in prompts]
+        top = self.llm.llm_engine.model_config.max_logprobs
 
-    try:
-        from vllm.sampling_params import StructuredOutputsParams
+        def next_logprobs(requests, wanted):
+            sp = VSP(max_tokens=1, temperature=0.0, logprobs=top)
+            results = self.llm.generate([TokensPrompt(prompt_token_ids=prompt_ids[i] + list(p)) for i, p in requests],
+                                        sp, lora_request=self._lora, use_tqdm=False)
+            out = []
+            for r, want in zip(results, wanted):
+                got = r.outputs[0].logprobs[0]
+                out.append({t: got[t].logprob for t in want if t in got})
+            return out
 
-        sp = VSP(max_tokens=8, temperature=0.0, structured_outputs=StructuredOutputsParams(choice=list(choices)))
-    except ImportError:  # older vLLM
-        from vllm.sampling_params import GuidedDecodingParams
-
-        sp = VSP(max_tokens=8, temperature=0.0, guided_decoding=GuidedDecodingParams(choice=list(choices)))
-    results = self.llm.chat(list(prompts), sp, lora_request=self._lora, use_tqdm=False,
-                            add_generation_prompt=False, continue_final_message=True)
-    return [r.outputs[0].text.strip() for r in results]
-
-
-VLLMBackend.choose = _vllm_choose  # type: ignore[attr-defined]
+        return choice_distributions(len(prompts), choices, spellings(choices, encode), next_logprobs)
 
 
 def load_backend(kind: str, model_path: str | Path, model_id: str, adapter_path: str | None = None,
@@ -273,12 +299,14 @@ class OpenAICompatBackend:
     adapter_version: str | None = None
     stats: BackendStats = field(default_factory=BackendStats)
 
-    def _post(self, messages: Messages, max_tokens: int, temperature: float) -> dict:
+    def _post(self, messages: Messages, max_tokens: int, temperature: float, logprobs: bool = False) -> dict:
         import json
         import os
         import urllib.request
 
         body = {"model": self.model_id, "messages": list(messages), "max_tokens": max_tokens, "temperature": temperature}
+        if logprobs:
+            body.update(logprobs=True, top_logprobs=20)
         req = urllib.request.Request(self.base_url.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         key = os.environ.get(self.api_key_env)
@@ -299,16 +327,31 @@ class OpenAICompatBackend:
             out.append(Generation(text, int(usage.get("prompt_tokens", 0)), tokens))
         return out
 
-    def choose(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[str]:
-        """The first of `choices` the endpoint answers with (longest match first, so 10 beats 1)."""
+    def score(self, prompts: Sequence[Messages], choices: Sequence[str]) -> list[ScoreDistribution]:
+        """From the endpoint's top log-probabilities of its first answer token, over the tokens that
+        are a whole choice; one-hot on its answer when it returns none, or when its answer is a
+        longer choice whose first token is also a choice ("10" after "1"), which one token cannot
+        separate. The answer must be one of `choices` (longest match first, so 10 beats 1)."""
+        import math
         import re
 
         ordered = sorted(choices, key=len, reverse=True)
-        picks = []
+        out = []
         for messages in prompts:
-            text = self._post(messages, 4, 0.0)["choices"][0]["message"]["content"] or ""
+            data = self._post(messages, 4, 0.0, logprobs=True)
+            choice = data["choices"][0]
+            text = choice["message"]["content"] or ""
             found = next((c for c in ordered if re.match(rf"\s*{re.escape(c)}\b", text)), None)
             if found is None:
                 raise ValueError(f"endpoint answered {text[:40]!r}, none of {list(choices)}")
-            picks.append(found)
-        return picks
+            first = ((choice.get("logprobs") or {}).get("content") or [{}])[0]
+            masses = {c: 0.0 for c in choices}
+            for alt in first.get("top_logprobs") or []:
+                token = str(alt.get("token", "")).strip()
+                if token in masses:
+                    masses[token] += math.exp(float(alt["logprob"]))
+            if sum(masses.values()) <= 0 or str(first.get("token", "")).strip() != found:
+                out.append(ScoreDistribution.one_hot(choices, found))
+            else:
+                out.append(ScoreDistribution.from_masses(masses))
+        return out

@@ -89,21 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tables", help="list every table in the lake with its row count and version")
 
-    ad = sub.add_parser("adapters", help="list the adapter registry, or merge an adapter into a full model for vLLM")
-    ad.add_argument("action", choices=["list", "merge"])
-    ad.add_argument("task", nargs="?", help="registry task (relsum, sumforu_summary, exp3rt_preferences, rpo)")
+    ad = sub.add_parser("adapters", help="list the adapter registry, install the shipped adapters, or merge an "
+                        "adapter into a full model for vLLM")
+    ad.add_argument("action", choices=["list", "install", "merge"])
+    ad.add_argument("task", nargs="?", help="registry task (relsum, sumforu_summary, exp3rt_preferences, exp3rt_rating, rpo)")
+    ad.add_argument("--from", dest="source", type=Path, default=SHIPPED_ADAPTERS,
+                    help="install: a registry folder to install from (default: the adapters shipped in the repository)")
     ad.add_argument("version", nargs="?", default="latest", help="vNNNN (default: the newest ready version)")
     ad.add_argument("--out", type=Path, help="merge: output folder (default <adapter>/merged)")
 
+    from jobs.train.recipes import METHODS, RECIPES, TASKS
+
+    recipes = "; ".join(f"{t} {m}: {r.about}" for (t, m), r in RECIPES.items())
     train = sub.add_parser(
         "train", help="train the cross-encoder ranker, or a generator adapter (SFT, GRPO, DPO, RLAIF)",
-        description="ranker: fine-tune the cross-encoder and export ONNX. relsum|sumforu|exp3rt|rpo: train a LoRA "
-        "adapter of the generator with --method (relsum: sft|grpo|dpo; sumforu: sft|rlaif; exp3rt: sft; rpo: sft|grpo, "
-        "the 2-to-6-shot curriculum). Each run adds a version to the adapter registry, which generate_* jobs use, "
-        "and a row to eval.training_runs with its reward curve (PNG).",
+        description="ranker: fine-tune the cross-encoder and export ONNX. Generator tasks: train a LoRA adapter with "
+        f"--method ({recipes}). Each run adds a version to the adapter registry, which generate_* jobs use, "
+        "and a row to eval.training_runs with its reward or loss curve (PNG).",
     )
-    train.add_argument("task", choices=["ranker", "relsum", "sumforu", "exp3rt", "rpo"], help="what to train")
-    train.add_argument("--method", choices=["sft", "grpo", "dpo", "rlaif"], help="generator tasks: the training method")
+    train.add_argument("task", choices=["ranker", *TASKS], help="what to train")
+    train.add_argument("--method", choices=METHODS, help="generator tasks: the training method")
     train.add_argument("--teacher-only", action="store_true", help="only label the training set with the teacher")
     train.add_argument("--date", type=_valid_date, default=None, help="run date ds recorded with the run (default: today)")
     train.add_argument("--untrained", action="store_true",
@@ -195,10 +200,22 @@ def cmd_tables(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+# Adapters trained from the sample data and shipped with the repository (see adapters/README.md).
+SHIPPED_ADAPTERS = Path(__file__).resolve().parents[1] / "adapters"
+
+
 def cmd_adapters(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     from training import registry
 
     root = cfg.adapters_dir
+    if args.action == "install":
+        results = registry.install(args.source, root)
+        if not results:
+            print(f"no adapters under {args.source}")
+        for task, folder, now in results:
+            state = "installed as" if now else "already present as"
+            print(f"{task}: {state} {registry.tag(folder)} ({folder})")
+        return 0
     if args.action == "list":
         tasks = [args.task] if args.task else sorted(p.name for p in root.iterdir() if p.is_dir()) if root.exists() else []
         if not tasks:
@@ -249,16 +266,19 @@ def cmd_train(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     from jobs.ranking import train_ranker
 
     if args.task != "ranker":
-        from jobs import training
+        from jobs import train
 
         lake, ds = Lake(cfg), args.date or _today()
+        methods = [m for t, m in train.RECIPES if t == args.task]
         if args.teacher_only:
-            out = training.build_teacher_set(lake, args.task, ds)
+            out = train.label(lake, args.task, ds, args.method or "sft")
             print(f"teacher labelled {len(out)} {args.task} inputs into silver.teacher_outputs")
             return 0
         if not args.method:
-            raise SystemExit(f"precis train {args.task}: give --method ({'|'.join(training.METHODS[args.task])})")
-        print(training.train_task(lake, args.task, args.method, ds, args.max_steps).text())
+            raise SystemExit(f"precis train {args.task}: give --method ({'|'.join(methods)})")
+        if args.method not in methods:
+            raise SystemExit(f"precis train {args.task}: no method '{args.method}'; it has {'|'.join(methods)}")
+        print(train.train_task(lake, args.task, args.method, ds, args.max_steps).text())
         return 0
     if args.if_missing:
         from ranker import registry

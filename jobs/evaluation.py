@@ -1,6 +1,7 @@
 """Offline evaluation of the generated features -> eval.generation_metrics, and the signal table.
 
-Per feature job (jobs/features) and generator (model_id, adapter_version), over all rows it made:
+Per feature job (jobs/features) and generator (model_id, adapter_version), over the rows it made
+with its newest prompt version (rows of an older prompt are stale, as the generation job treats them):
 - `validity`: valid rows / (valid + failed generations);
 - text metrics of the main text: `mean_chars`, `p95_chars`, `distinct_2` (mean per row),
   `repeated_3gram_share` (mean per row), `template_echo_share` (rows that copy a prompt fragment);
@@ -76,6 +77,7 @@ def generation_metrics(lake: Lake) -> pd.DataFrame:
             continue
         df = lake.read_pandas(job.table)
         for (model, adapter), g in df.groupby(["model_id", "adapter_version"]):
+            g = g[g.prompt_version == g.sort_values("generated_at").prompt_version.iloc[-1]]
             bad = int(((failures.task == job.name) & (failures.model_id == model) & (failures.adapter_version == adapter)).sum())
             out += [{"task": job.name, "model_id": model, "adapter_version": adapter, "metric": m, "value": v, "n": int(n)}
                     for m, v, n in job_metrics(lake, job, g, bad, teacher)]

@@ -125,26 +125,26 @@ def report(lake: Lake, ds: str) -> str:
 
 def build_training_sets(lake: Lake, ds: str) -> str:
     """Weekly: label ReLSum training inputs with the teacher (silver.teacher_outputs)."""
-    from jobs.training import build_teacher_set
+    from jobs.train import label
 
-    return f"build_training_sets: teacher labelled {len(build_teacher_set(lake, 'relsum', ds))} relsum inputs"
+    return f"build_training_sets: teacher labelled {len(label(lake, 'relsum', ds))} relsum inputs"
 
 
 def train_relsum(lake: Lake, ds: str) -> str:
     """Weekly: GRPO from the current ReLSum adapter; the result is a candidate until promoted."""
-    from jobs.training import train_task
+    from jobs.train import train_task
 
     return train_task(lake, "relsum", "grpo", ds, status="candidate").text()
 
 
 def evaluate_relsum_adapter(lake: Lake, ds: str) -> str:
-    from jobs.training import evaluate_candidate
+    from jobs.train import evaluate_candidate
 
     return evaluate_candidate(lake, "relsum", ds)
 
 
 def promote_relsum_adapter(lake: Lake, ds: str) -> str:
-    from jobs.training import promote
+    from jobs.train import promote
 
     return promote(lake, "relsum", ds)
 

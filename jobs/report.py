@@ -152,14 +152,17 @@ def grounding_examples(lake: Lake, n: int = 3) -> list[str]:
 def rating_plot(lake: Lake, folder: Path) -> Path | None:
     if not lake.exists(T.GOLD_RATING_PREDICTIONS):
         return None
-    df = lake.read_pandas(T.GOLD_RATING_PREDICTIONS, ["predicted_rating", "actual_rating"]).dropna()
+    df = lake.read_pandas(T.GOLD_RATING_PREDICTIONS, ["predicted_rating", "predicted_rating_expected", "actual_rating"]).dropna()
     if df.empty:
         return None
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4))
     counts = df.groupby(["actual_rating", "predicted_rating"]).size().reset_index(name="n")
-    ax.scatter(counts.actual_rating, counts.predicted_rating, s=30 + 30 * counts.n, alpha=0.6)
+    ax.scatter(counts.actual_rating, counts.predicted_rating, s=30 + 30 * counts.n, alpha=0.3, label="rounded")
+    jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(df))
+    ax.scatter(df.actual_rating + jitter, df.predicted_rating_expected, s=12, color="black", label="expected value")
     ax.plot([1, 5], [1, 5], color="grey", lw=0.8, ls="--")
+    ax.legend(fontsize=8, loc="upper left")
     ax.set(xlabel="actual rating", ylabel="predicted rating", xlim=(0.5, 5.5), ylim=(0.5, 5.5),
            title=f"EXP3RT: predicted vs actual ({len(df)} pairs)")
     fig.tight_layout()
@@ -174,7 +177,7 @@ def suitability_plot(lake: Lake, folder: Path) -> Path | None:
 
     if not lake.exists(T.GOLD_PERSONA_SUMMARIES):
         return None
-    df = lake.read_pandas(T.GOLD_PERSONA_SUMMARIES, ["user_id", "product_id", "suitability"])
+    df = lake.read_pandas(T.GOLD_PERSONA_SUMMARIES, ["user_id", "product_id", "suitability_expected"])
     df["actual"] = actual_rating(lake, df).to_numpy()
     df = df.dropna(subset=["actual"])
     if df.empty:
@@ -182,8 +185,8 @@ def suitability_plot(lake: Lake, folder: Path) -> Path | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 4))
     groups = sorted(df.actual.round().unique())
-    ax.boxplot([df.suitability[df.actual.round() == g].to_numpy() for g in groups], positions=groups)
-    ax.set(xlabel="persona-holder's actual rating", ylabel="suitability (1-10)", ylim=(0.5, 10.5),
+    ax.boxplot([df.suitability_expected[df.actual.round() == g].to_numpy() for g in groups], positions=groups)
+    ax.set(xlabel="persona-holder's actual rating", ylabel="expected suitability (1-10)", ylim=(0.5, 10.5),
            title=f"SUMFORU: suitability by actual rating ({len(df)} pairs)")
     fig.tight_layout()
     out = folder / "suitability.png"

@@ -114,6 +114,34 @@ def set_status(folder: Path, status: str, **extra: Any) -> None:
     tmp.replace(folder / MANIFEST)
 
 
+SHIPPED_FILES = ("adapter_config.json", "adapter_model.safetensors", MANIFEST, "curve.png")
+
+
+def install(source: Path, root: Path) -> list[tuple[str, Path, bool]]:
+    """Register every version under `source/<task>/vNNNN/` (adapters shipped with the repository)
+    in the registry at `root` as that task's next version, unless a version with the same content
+    hash is already there. Returns (task, folder, installed now)."""
+    done = []
+    for task_dir in sorted(p for p in source.iterdir() if p.is_dir()) if source.exists() else []:
+        for shipped in versions(source, task_dir.name):
+            digest = manifest(shipped).get("content_hash") or content_hash(shipped)
+            present = next((f for f in versions(root, task_dir.name)
+                            if (manifest(f).get("content_hash") or content_hash(f)) == digest), None)
+            if present is not None:
+                done.append((task_dir.name, present, False))
+                continue
+            name, tmp = staging(root, task_dir.name)
+            for f in SHIPPED_FILES:
+                if (shipped / f).exists():
+                    shutil.copy2(shipped / f, tmp / f)
+            data = manifest(shipped) | {"installed_from": str(shipped)}
+            (tmp / MANIFEST).write_text(json.dumps(data, indent=2, default=str))
+            final = tmp.parent / name
+            tmp.rename(final)
+            done.append((task_dir.name, final, True))
+    return done
+
+
 def merge(folder: Path, base_model: str | Path, out: Path) -> Path:
     """Merge the adapter into its base model and save a full model (for vLLM without LoRA)."""
     import torch

@@ -73,13 +73,14 @@ JUDGE_PROMPT_VERSION = "judge-v1"
 
 class JudgeReward:
     """SUMFORU RLAIF (seed 2): an AI preference estimator scores persona alignment, consistency
-    with the reviews and grounding, each 1-10 by constrained choice; reward = their mean / 10."""
+    with the reviews and grounding, each the expected value of its 1-10 distribution; reward =
+    their mean / 10."""
 
     __name__ = "rlaif_judge_reward"
     prompt_version = JUDGE_PROMPT_VERSION
 
     def __init__(self, judge):
-        self.judge = judge  # a generator backend with `choose`
+        self.judge = judge  # a generator backend (its `score`)
         self.stats = RewardStats()
 
     def __call__(self, prompts, completions, persona, reviews, **_) -> list[float]:
@@ -91,9 +92,9 @@ class JudgeReward:
                 user = JUDGE_TEMPLATE.format(persona=p[:800], reviews=r[:1500], summary=s[:800], criterion=criterion)
                 prompts_.append([{"role": "system", "content": JUDGE_SYSTEM}, {"role": "user", "content": user},
                                  {"role": "assistant", "content": "Score (1-10):"}])
-        picks = self.judge.choose(prompts_, [str(i) for i in range(1, 11)])
+        scores = [d.expected for d in self.judge.score(prompts_, [str(i) for i in range(1, 11)])]
         n = len(JUDGE_CRITERIA)
-        rewards = [float(np.mean([int(x) for x in picks[i * n:(i + 1) * n]])) / 10 for i in range(len(summaries))]
+        rewards = [float(np.mean(scores[i * n:(i + 1) * n])) / 10 for i in range(len(summaries))]
         rewards = [0.0 if not s else r for s, r in zip(summaries, rewards)]
         self.stats.calls += 1
         self.stats.items += len(summaries)

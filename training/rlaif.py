@@ -15,6 +15,6 @@ from training.rewards import JudgeReward
 
 def run_rlaif(base_model: str, rows: list[dict[str, Any]], judge, cfg: TrainingConfig, out: Path,
               parent_adapter: str | Path | None = None) -> tuple[RunLog, JudgeReward]:
-    """`rows`: {"prompt", "persona", "reviews"}; `judge`: a backend with `choose`."""
+    """`rows`: {"prompt", "persona", "reviews"}; `judge`: a backend with `score`."""
     reward = JudgeReward(judge)
     return run_grpo(base_model, rows, reward, cfg, out, parent_adapter), reward

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,12 +41,29 @@ class TaskResult:
 
 @dataclass(frozen=True)
 class ScoreSpec:
-    """A score appended after the free text: `label` then one of `choices`, chosen by constrained
-    decoding (Backend.choose). The free text is cut where the model starts its own label."""
+    """A score appended after the free text: `label` then one of `choices`, read from the model's
+    distribution over the choices (Backend.score, see generator.scoring). The text gets the choice
+    `reading` names (default the distribution's median, the integer with the least expected
+    absolute error); the parsed value gets `<field>_expected` (the expected value) and
+    `<field>_entropy` beside the parser's `<field>`. The free text is cut where the model starts
+    its own label."""
 
     label: str  # e.g. "Rating (1-5):"
     choices: tuple[str, ...]
-    cut_at: str  # case-insensitive word where the model's own attempt at the label starts
+    cut_at: str  # case-insensitive regex: where the model's own attempt at the label starts
+    field: str  # the parser's key for the integer score, e.g. "predicted_rating"
+    reading: str = "median"  # median | rounded-expected: which choice the text gets (in prompt_version)
+
+    def __post_init__(self) -> None:
+        if self.reading not in ("median", "rounded-expected"):
+            raise ValueError(f"score {self.field}: reading must be median or rounded-expected, got {self.reading!r}")
+        try:
+            [float(c) for c in self.choices]
+        except ValueError as exc:
+            raise ValueError(f"score {self.field}: choices must be numbers, got {self.choices}") from exc
+
+    def fields(self, dist) -> dict[str, float]:
+        return {f"{self.field}_expected": round(dist.expected, 6), f"{self.field}_entropy": round(dist.entropy, 6)}
 
 
 @dataclass(frozen=True)
@@ -61,11 +79,24 @@ class Task:
     score: ScoreSpec | None = None
     # an input key whose value caps max_new_tokens for that input (ReLSum's configured length cap)
     max_tokens_key: str | None = None
+    # best of N: the greedy output and N-1 sampled ones are parsed, and `pick` returns the index of
+    # the valid value it keeps and that value (it may trim it, or raise InvalidOutput when none will do)
+    candidates: int = 1
+    pick: Callable[[list[dict[str, Any]], dict[str, Any]], tuple[int, dict[str, Any]]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1:
+            raise ValueError(f"task {self.name}: candidates must be >= 1")
+        if (self.candidates > 1) != (self.pick is not None):
+            raise ValueError(f"task {self.name}: best of N needs both candidates > 1 and a pick function")
+        if self.candidates > 1 and self.score is not None:
+            raise ValueError(f"task {self.name}: best of N is not defined for scored tasks")
 
     @property
     def prompt_version(self) -> str:
-        score = f"{self.score.label}{self.score.choices}" if self.score else ""
-        text = f"{self.name}\n{self.system}\n{self.template}\n{self.reply_prefix}\n{score}\n{self.rules_version}"
+        score = f"{self.score.label}{self.score.choices}{self.score.cut_at}{self.score.reading}" if self.score else ""
+        best = f"best of {self.candidates} by {self.pick.__module__}.{self.pick.__qualname__}" if self.pick else ""
+        text = f"{self.name}\n{self.system}\n{self.template}\n{self.reply_prefix}\n{score}\n{self.rules_version}{best}"
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def messages(self, inputs: dict[str, Any], reply: str | None = None) -> Messages:
@@ -76,16 +107,17 @@ class Task:
         return msgs
 
 
-def _with_score(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], texts: list[str]) -> list[str]:
-    """Free texts completed with the task's constrained score: '<text>\n<label> <choice>'."""
+def _with_score(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], texts: list[str]):
+    """Free texts completed with the task's score: '<text>\n<label> <the choice `reading` names>',
+    and the distributions the choices were read from."""
     spec = task.score
     assert spec is not None
     cut = []
     for text in texts:
-        at = text.lower().find(spec.cut_at.lower(), len(task.reply_prefix))
-        cut.append((text[:at] if at > 0 else text).rstrip() + "\n" + spec.label)
-    picks = backend.choose([task.messages(i, reply=c) for i, c in zip(inputs, cut)], spec.choices)
-    return [f"{c} {p}" for c, p in zip(cut, picks)]
+        found = re.compile(spec.cut_at, re.IGNORECASE).search(text, len(task.reply_prefix))
+        cut.append((text[: found.start()] if found else text).rstrip() + "\n" + spec.label)
+    dists = backend.score([task.messages(i, reply=c) for i, c in zip(inputs, cut)], spec.choices)
+    return [f"{c} {d.pick(spec.reading)}" for c, d in zip(cut, dists)], dists
 
 
 def clean_output(text: str) -> str:
@@ -110,6 +142,21 @@ def _generate(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], pa
     return out
 
 
+def _best_of(task: Task, texts: list[str], inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(text, value) of the candidate `task.pick` chooses among the valid ones."""
+    valid, reasons = [], []
+    for text in texts:
+        try:
+            valid.append((text, task.parse(text, inputs)))
+        except InvalidOutput as exc:
+            reasons.append(str(exc))
+    if not valid:
+        raise InvalidOutput(reasons[0])
+    assert task.pick is not None
+    index, chosen = task.pick([v for _, v in valid], inputs)
+    return valid[index][0], chosen
+
+
 def run_task(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], attempts: int | None = None) -> list[TaskResult]:
     """Generate for every input; invalid outputs are retried (sampling, new seed) up to the bound."""
     limit = attempts or task.max_attempts
@@ -126,18 +173,27 @@ def run_task(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], att
             params = SamplingParams(params.max_new_tokens, temperature=0.7, top_p=0.95, seed=attempt)
         gens = _generate(backend, task, [inputs[i] for i in pending], params)
         texts = [f"{task.reply_prefix}{g.text}" if task.reply_prefix else g.text for g in gens]
+        dists: list = [None] * len(texts)
         if task.score is not None:
-            texts = _with_score(backend, task, [inputs[i] for i in pending], texts)
+            texts, dists = _with_score(backend, task, [inputs[i] for i in pending], texts)
+        others = [_generate(backend, task, [inputs[i] for i in pending],
+                            SamplingParams(params.max_new_tokens, temperature=0.8, top_p=0.95, seed=100 * attempt + k))
+                  for k in range(1, task.candidates)]
         still = []
-        for i, g, text in zip(pending, gens, texts):
-            tokens[i] += g.completion_tokens
+        for row, (i, g, text, dist) in enumerate(zip(pending, gens, texts, dists)):
+            tokens[i] += g.completion_tokens + sum(o[row].completion_tokens for o in others)
             last_raw[i] = text
             try:
-                value = task.parse(text, inputs[i])
+                if others:
+                    text, value = _best_of(task, [text] + [task.reply_prefix + o[row].text for o in others], inputs[i])
+                else:
+                    value = task.parse(text, inputs[i])
             except InvalidOutput as exc:
                 last_reason[i] = str(exc)
                 still.append(i)
                 continue
+            if dist is not None:
+                value = {**value, **task.score.fields(dist)}
             # raw = the whole completion after any reply prefix, score included: a teacher's SFT target
             results[i] = TaskResult("ok", value, text[len(task.reply_prefix):], None, attempt, tokens[i])
         pending = still

@@ -10,6 +10,7 @@ from typing import Any
 from generator.backends import SamplingParams
 from generator.safety import clean_input, delimit
 from generator.tasks.base import InvalidOutput, ScoreSpec, Task, clean_output
+from generator.tasks.history import RatingHistory
 
 SYSTEM = (
     "You extract shopper preferences from reviews and reason about ratings. Text inside triple "
@@ -25,8 +26,15 @@ PROFILE_TEMPLATE = (
 )
 RATING_TEMPLATE = (
     "User profile: {user_profile}\n\nProduct profile: {item_profile}\n\n"
+    "Past ratings: {rating_history}\n\n"
     "Reason step by step about how well this product matches this user's preferences, in at most "
     "3 short sentences. Then give the rating from 1 to 5 you expect this user to give."
+)
+# The teacher's prompt for EXP3RT's training rationales: the observed rating is given, and the
+# teacher explains it from the same inputs the student sees (the seed's rating-conditioned reasoning).
+RATIONALE_TEMPLATE = RATING_TEMPLATE.split("Reason step by step")[0] + (
+    "This user rated the product {rating}/5. In at most 3 short sentences, explain from the profiles "
+    "and past ratings why this rating fits. Do not state the rating as a number."
 )
 _LIKES = re.compile(r"(?<![a-z])likes?\s*:\s*", re.IGNORECASE)
 _DISLIKES = re.compile(r"dislikes?\s*:\s*", re.IGNORECASE)
@@ -66,8 +74,9 @@ def parse_profile(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"profile": out}
 
 
-def prepare_rating(user_profile: str, item_profile: str) -> dict[str, Any]:
-    return {"user_profile": clean_input(user_profile, 800), "item_profile": clean_input(item_profile, 800)}
+def prepare_rating(user_profile: str, item_profile: str, history: RatingHistory) -> dict[str, Any]:
+    return {"user_profile": clean_input(user_profile, 800), "item_profile": clean_input(item_profile, 800),
+            "rating_history": history.text(), "rating_facts": history.facts()}
 
 
 def parse_rating(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -84,6 +93,32 @@ def parse_rating(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"reasoning": reasoning, "predicted_rating": round(rating)}
 
 
+# A sentence that states a rating ("rated it 5/5", "a 4 out of 5", "five stars") gives the answer
+# away instead of reasoning towards it; a small teacher writes mostly these.
+_STATES_RATING = re.compile(
+    r"\b[1-5](?:\.\d+)?\s*(?:/\s*(?:5|10)|out of (?:5|five|10)|stars?)\b|\brat(?:ed|es|ing|ings)\b"
+    r"|\b(?:one|two|three|four|five)[- ]stars?\b", re.IGNORECASE)
+_DECIMAL_SENTENCE = re.compile(r"(?:[^.!?]|\.(?=\d))+[.!?]")
+
+
+def parse_rationale(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The teacher's reasoning without the sentences that state a rating (at most 2 kept), then the
+    rating history in a reasoning's words (`rating_facts`): what the student should weigh right
+    before it rates. A teacher that only stated the rating leaves the history alone."""
+    out = clean_output(text)
+    at = re.search(r"\brating\s*(?:\(1\s*-\s*5\))?\s*[:=]", out, re.IGNORECASE)
+    reasoning = re.sub(r"^\s*reasoning\s*:\s*", "", out[: at.start()] if at else out, flags=re.IGNORECASE).strip()
+    kept = [s.strip() for s in _DECIMAL_SENTENCE.findall(reasoning)
+            if len(s.split()) >= 4 and not _STATES_RATING.search(s)][:2]
+    return {"reasoning": " ".join([*kept, inputs["rating_facts"]])}
+
+
+def rating_target(reasoning: str, rating: float) -> str:
+    """The student's SFT completion after the 'Reasoning:' prefix: the reasoning, then the rating
+    line exactly as generation appends it."""
+    return f" {reasoning}\nRating (1-5): {int(round(rating))}"
+
+
 def preferences_task() -> Task:
     return Task("exp3rt_preferences", SYSTEM, PREFS_TEMPLATE, parse_preferences, SamplingParams(max_new_tokens=48),
                 reply_prefix="Likes:")
@@ -93,7 +128,13 @@ def profile_task() -> Task:
     return Task("exp3rt_profile", SYSTEM, PROFILE_TEMPLATE, parse_profile, SamplingParams(max_new_tokens=80))
 
 
+def rationale_task() -> Task:
+    return Task("exp3rt_rationale", SYSTEM, RATIONALE_TEMPLATE, parse_rationale, SamplingParams(max_new_tokens=80),
+                reply_prefix="Reasoning:", rules_version="3")
+
+
 def rating_task() -> Task:
     return Task("exp3rt_rating", SYSTEM, RATING_TEMPLATE, parse_rating, SamplingParams(max_new_tokens=80),
                 reply_prefix="Reasoning:",
-                score=ScoreSpec("Rating (1-5):", ("1", "2", "3", "4", "5"), cut_at="rating"))
+                score=ScoreSpec("Rating (1-5):", ("1", "2", "3", "4", "5"), cut_at=r"\brating\s*(?:\(1\s*-\s*5\)\s*)?[:=]",
+                                field="predicted_rating"))

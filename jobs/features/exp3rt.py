@@ -13,7 +13,8 @@ import json
 import pandas as pd
 
 from jobs.features import ground_truth
-from jobs.features.selection import latest, pair_products, selected_pairs, selected_users
+from jobs.features.selection import (latest, pair_products, rating_history, selected_pairs, selected_users,
+                                     train_rating_stats)
 from jobs.features.spec import FeatureJob, MetricRow, ScoreColumn, Seed, Signal, TextColumn
 from jobs.generation import GenerationJob
 from jobs.lake import Lake
@@ -140,7 +141,7 @@ def _rating_task():
 def _rating_prepare(row):
     from generator.tasks import exp3rt
 
-    return exp3rt.prepare_rating(row["user_profile"], row["item_profile"])
+    return exp3rt.prepare_rating(row["user_profile"], row["item_profile"], rating_history(row))
 
 
 def _rating_out(row, value):
@@ -157,7 +158,9 @@ def _rating_inputs(lake: Lake):
 
     up = current_rows(lake, "user_profiles").select("user_id", F.col("profile").alias("user_profile"))
     ip = current_rows(lake, "item_profiles").select("product_id", F.col("profile").alias("item_profile"))
-    return actual_ratings(lake, selected_pairs(lake)).join(up, "user_id").join(ip, "product_id")
+    users, items = train_rating_stats(lake)
+    return (actual_ratings(lake, selected_pairs(lake)).join(up, "user_id").join(ip, "product_id")
+            .join(users, "user_id", "left").join(items, "product_id", "left"))
 
 
 def _stored_actual(lake: Lake, rows: pd.DataFrame) -> pd.Series:
@@ -165,13 +168,15 @@ def _stored_actual(lake: Lake, rows: pd.DataFrame) -> pd.Series:
 
 
 def rating_metrics(lake: Lake, rows: pd.DataFrame) -> list[MetricRow]:
-    return ground_truth.rating_metrics(rows, ground_truth.reviews(lake))
+    return (ground_truth.rating_metrics(rows, ground_truth.reviews(lake))
+            + ground_truth.expected_value_metrics(rows["predicted_rating_expected"], rows["actual_rating"]))
 
 
 RATINGS = FeatureJob(
     key="ratings",
     generation=GenerationJob("exp3rt_rating", T.GOLD_RATING_PREDICTIONS, ("user_id", "product_id"),
-                             ("user_profile", "item_profile"), _rating_task, _rating_prepare, _rating_out),
+                             ("user_profile", "item_profile", "user_mean", "user_n", "item_mean", "item_n"),
+                             _rating_task, _rating_prepare, _rating_out),
     build_inputs=_rating_inputs,
     reads=("user_profiles", "item_profiles"),
     texts=(TextColumn("reasoning"),),
@@ -183,6 +188,10 @@ RATINGS = FeatureJob(
         Signal("mae", "lower", baseline="user_mean_mae", question="does it beat the user's mean rating?"),
         Signal("mae", "lower", baseline="item_mean_mae", question="does it beat the item's mean rating?"),
         Signal("spearman", "higher", threshold=0.0, question="do predictions rise with the actual rating?"),
+        Signal("expected_spearman", "higher", threshold=0.0,
+               question="does the expected rating rise with the actual rating?"),
+        Signal("expected_std", "higher", threshold=ground_truth.EXPECTED_MIN_STD,
+               question=f"does the expected rating move with the input (std > {ground_truth.EXPECTED_MIN_STD})?"),
         Signal("mode_share", "lower", baseline="actual_mode_share", margin=0.05,
                question="is it no more concentrated than the actual ratings (within 5 points)?"),
     ),

@@ -16,6 +16,11 @@ from jobs.lake import Lake
 from jobs.lake import tables as T
 
 
+# A distribution-read score whose expected value moves less than this across inputs (std, in
+# points of its scale) ignores its input.
+EXPECTED_MIN_STD = 0.05
+
+
 def reviews(lake: Lake) -> pd.DataFrame:
     return lake.read_pandas(T.BRONZE_REVIEWS, ["user_id", "product_id", "rating", "title", "text"])
 
@@ -69,4 +74,19 @@ def rating_metrics(pred: pd.DataFrame, all_reviews: pd.DataFrame, column: str = 
         b = p.merge(leave_one_out_means(all_reviews, key), on=["user_id", "product_id"], how="left")
         rows += _errors(f"{name}_", b["baseline"].fillna(global_loo), actual)  # no other review: global mean
     rows += [("mode_share", mode_share(p[column].round()), len(p)), ("actual_mode_share", mode_share(actual.round()), len(p))]
+    return rows
+
+
+def expected_value_metrics(expected: pd.Series, actual: pd.Series, scale: float = 1.0) -> list[MetricRow]:
+    """A distribution-read score's expected value: its spread over every row (`expected_std`; a
+    score that ignores its input does not move), and, on the rows with an actual rating, its
+    Spearman with that rating and its MAE against `scale` x the rating (SUMFORU maps 1-5 stars to
+    suitability 2-10)."""
+    values = expected.astype(float)
+    rows: list[MetricRow] = [("expected_std", float(values.std(ddof=0)) if len(values) else float("nan"), len(values))]
+    known = actual.notna().to_numpy() & values.notna().to_numpy()
+    if known.any():
+        e, a = values[known], actual[known].astype(float)
+        rows += [("expected_spearman", spearman(e, a), int(known.sum())),
+                 ("expected_mae", float((e - scale * a).abs().mean()), int(known.sum()))]
     return rows

@@ -135,3 +135,27 @@ def actual_ratings(lake: Lake, pairs):
 
     actual = reviews.groupBy("user_id", "product_id").agg(F.avg("rating").alias("actual_rating"))
     return pairs.join(actual, ["user_id", "product_id"], "left")
+
+
+def rating_history(row):
+    """The RatingHistory of an input row with train_rating_stats' columns."""
+    from generator.tasks.history import RatingHistory
+
+    def mean(v):
+        return None if v is None or v != v else float(v)
+
+    def count(v):
+        return 0 if v is None or v != v else int(v)
+
+    return RatingHistory(mean(row["user_mean"]), count(row["user_n"]), mean(row["item_mean"]), count(row["item_n"]))
+
+
+def train_rating_stats(lake: Lake):
+    """(user_mean, user_n) per user and (item_mean, item_n) per product over train reviews only:
+    what a rating prediction may know besides the profiles (no held-out rating is in them)."""
+    from pyspark.sql import functions as F
+
+    train = latest(lake.read(T.SILVER_REVIEW_SPLIT)).where(F.col("split") == "train")
+    users = train.groupBy("user_id").agg(F.avg("rating").alias("user_mean"), F.count("*").alias("user_n"))
+    items = train.groupBy("product_id").agg(F.avg("rating").alias("item_mean"), F.count("*").alias("item_n"))
+    return users, items

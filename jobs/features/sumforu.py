@@ -16,7 +16,8 @@ import pandas as pd
 
 from generator.metrics import mode_share, spearman
 from jobs.features import ground_truth
-from jobs.features.selection import latest, pair_products, selected_pairs, selected_users
+from jobs.features.selection import (latest, pair_products, rating_history, selected_pairs, selected_users,
+                                     train_rating_stats)
 from jobs.features.spec import FeatureJob, MetricRow, ScoreColumn, Seed, Signal, TextColumn
 from jobs.generation import GenerationJob
 from jobs.lake import Lake
@@ -27,6 +28,10 @@ def reviews_of(payload: str, limit: int = 12) -> list[tuple[float, str]]:
     """(rating, 'title text') of the last `limit` reviews of a JSON list of review structs."""
     items = json.loads(payload or "[]")[-limit:]
     return [(float(r.get("rating") or 0), " ".join(x for x in (r.get("title"), r.get("text")) if x)) for r in items]
+
+
+# How the prompts list each review ("- (5/5) ..."): an output that copies it echoes the prompt.
+_REVIEW_MARKER = r"\(\s*\d(?:\.\d)?\s*/\s*5\s*\)"
 
 
 # ---------------------------------------------------------------- personas
@@ -81,7 +86,7 @@ PERSONAS = FeatureJob(
                              _persona_task, _persona_prepare, _persona_out),
     build_inputs=_persona_inputs,
     texts=(TextColumn("persona"),),
-    echo=(r"^\s*persona\s*:",),
+    echo=(r"^\s*persona\s*:", _REVIEW_MARKER),
     grounding=persona_grounding,
     metrics=persona_metrics,
     signals=(Signal("grounding_share", "higher", threshold=0.5,
@@ -99,7 +104,7 @@ def _summary_task():
 def _summary_prepare(row):
     from generator.tasks import sumforu
 
-    return sumforu.prepare_summary(row["persona"], reviews_of(row["sample"], 20))
+    return sumforu.prepare_summary(row["persona"], reviews_of(row["sample"], 20), rating_history(row))
 
 
 def _summary_out(row, value):
@@ -115,7 +120,9 @@ def _summary_inputs(lake: Lake):
     samples = latest(lake.read(T.SILVER_REVIEW_SAMPLES)).join(pair_products(lake), "product_id")
     sample = samples.groupBy("product_id").agg(
         F.to_json(F.sort_array(F.collect_list(F.struct("sample_rank", "rating", "title", "text")))).alias("sample"))
-    return selected_pairs(lake).join(personas, "user_id").join(sample, "product_id")
+    users, items = train_rating_stats(lake)
+    return (selected_pairs(lake).join(personas, "user_id").join(sample, "product_id")
+            .join(users, "user_id", "left").join(items, "product_id", "left"))
 
 
 def summary_metrics(lake: Lake, rows: pd.DataFrame) -> list[MetricRow]:
@@ -128,22 +135,27 @@ def summary_metrics(lake: Lake, rows: pd.DataFrame) -> list[MetricRow]:
         s, a = rows.loc[known, "suitability"], actual[known]
         out += [("spearman", spearman(s, a), n), ("actual_mode_share", mode_share(a.round()), n),
                 ("mae_vs_2x_rating", float((s - 2 * a).abs().mean()), n)]
-    return out
+    return out + ground_truth.expected_value_metrics(rows["suitability_expected"], actual, scale=2.0)
 
 
 PERSONA_SUMMARIES = FeatureJob(
     key="persona_summaries",
     generation=GenerationJob("sumforu_summary", T.GOLD_PERSONA_SUMMARIES, ("user_id", "product_id"),
-                             ("persona", "sample"), _summary_task, _summary_prepare, _summary_out),
+                             ("persona", "sample", "user_mean", "user_n", "item_mean", "item_n"),
+                             _summary_task, _summary_prepare, _summary_out),
     build_inputs=_summary_inputs,
     reads=("personas",),
     texts=(TextColumn("summary"),),
     scores=(ScoreColumn("suitability", 1, 10),),
-    echo=(r"shopper persona\s*:", r"suitability\s*(?:\(1\s*-\s*10\))?\s*:"),
+    echo=(r"shopper persona\s*:", r"suitability\s*(?:\(1\s*-\s*10\))?\s*:", _REVIEW_MARKER),
     truth=ground_truth.actual_rating,
     metrics=summary_metrics,
     signals=(Signal("spearman", "higher", threshold=0.3,
                     question="does suitability rank products the way the persona-holder rated them?"),
+             Signal("expected_spearman", "higher", threshold=0.3,
+                    question="does expected suitability rank them so?"),
+             Signal("expected_std", "higher", threshold=ground_truth.EXPECTED_MIN_STD,
+                    question=f"does expected suitability move with the input (std > {ground_truth.EXPECTED_MIN_STD})?"),
              Signal("mode_share", "lower", baseline="actual_mode_share", margin=0.05,
                     question="is suitability no more concentrated than the actual ratings (within 5 points)?")),
 )

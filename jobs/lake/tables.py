@@ -369,7 +369,10 @@ GOLD_PERSONAS = _gold(
 GOLD_PERSONA_SUMMARIES = _gold(
     "gold", "persona_summaries", ("user_id", "product_id"),
     [_f("user_id", pa.string(), False), _f("product_id", pa.string(), False),
-     _f("summary", pa.string(), False), _f("suitability", pa.int64(), False)],
+     _f("summary", pa.string(), False),
+     _f("suitability", pa.int64(), False),  # the median of the model's 1-10 distribution
+     _f("suitability_expected", pa.float64(), False),  # expected value of the model's 1-10 distribution
+     _f("suitability_entropy", pa.float64(), False)],  # its entropy in bits (0 certain, log2(10) uniform)
     "SUMFORU: a persona-aware 2-3 sentence review summary with a 1-10 suitability score.",
 )
 SILVER_REVIEW_PREFERENCES = _gold(
@@ -391,7 +394,10 @@ GOLD_ITEM_PROFILES = _gold(
 GOLD_RATING_PREDICTIONS = _gold(
     "gold", "rating_predictions", ("user_id", "product_id"),
     [_f("user_id", pa.string(), False), _f("product_id", pa.string(), False), _f("reasoning", pa.string(), False),
-     _f("predicted_rating", pa.int64(), False), _f("actual_rating", pa.float64())],
+     _f("predicted_rating", pa.int64(), False),  # the median of the model's 1-5 distribution
+     _f("predicted_rating_expected", pa.float64(), False),  # expected value of the model's 1-5 distribution
+     _f("predicted_rating_entropy", pa.float64(), False),  # its entropy in bits (0 certain, log2(5) uniform)
+     _f("actual_rating", pa.float64())],
     "EXP3RT: step-by-step reasoning and a 1-5 rating prediction for (user, product).",
 )
 GOLD_PERSONALIZED_TEXTS = _gold(

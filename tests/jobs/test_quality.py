@@ -147,7 +147,8 @@ REASONINGS = [
 
 def _ratings(predicted, actual):
     return [{"user_id": f"u{i}", "product_id": f"p{i}", "reasoning": REASONINGS[i % 5] + f" Pair {i}.",
-             "predicted_rating": int(p), "actual_rating": float(a)} for i, (p, a) in enumerate(zip(predicted, actual))]
+             "predicted_rating": int(p), "predicted_rating_expected": float(p), "predicted_rating_entropy": 0.0,
+             "actual_rating": float(a)} for i, (p, a) in enumerate(zip(predicted, actual))]
 
 
 ACTUAL = [5.0] * 10 + [4.0] * 5 + [3.0] * 5 + [1.0] * 5  # the most common actual rating is 40% of rows
@@ -183,7 +184,8 @@ def test_healthy_ratings_pass_every_content_rule(strict, spark):
 def test_repeated_text_fails_distinct_2_and_an_echoed_template_fails_template_echo(strict, spark):
     loop = "a unique, 10-ounce, 10-ounce, 10-ounce, 10-ounce, 10-ounce, 10-ounce bottle"
     _planted(strict, spark, "gold.personas", [{"user_id": f"u{i}", "persona": loop} for i in range(5)])
-    echoed = [{"user_id": f"u{i}", "product_id": "p", "suitability": 3 + i,
+    echoed = [{"user_id": f"u{i}", "product_id": "p", "suitability": 3 + i, "suitability_expected": 3.0 + i,
+               "suitability_entropy": 0.5,
                "summary": f"Shopper persona: a buyer of soap number {i}. Reviews praise the scent and the price."}
               for i in range(5)]
     _planted(strict, spark, "gold.persona_summaries", echoed)

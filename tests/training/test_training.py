@@ -2,6 +2,7 @@
 registers an adapter, records its run, and the generation job then loads that adapter."""
 
 import json
+import math
 import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -44,7 +45,7 @@ def test_rpo_curriculum_rises_from_2_to_6_shots():
 
 def test_relsum_sft_then_grpo_and_dpo_register_adapters_that_generation_uses(train_lake):
     from jobs.features import generate
-    from jobs.training import train_task
+    from jobs.train import train_task
     from training import registry
 
     lake = train_lake
@@ -78,7 +79,7 @@ def test_relsum_sft_then_grpo_and_dpo_register_adapters_that_generation_uses(tra
 
 
 def test_sumforu_rlaif_exp3rt_sft_and_rpo_sft_then_curriculum(train_lake):
-    from jobs.training import train_task
+    from jobs.train import train_task
     from training import registry
 
     lake = train_lake
@@ -91,6 +92,66 @@ def test_sumforu_rlaif_exp3rt_sft_and_rpo_sft_then_curriculum(train_lake):
     rpo_rl = train_task(lake, "rpo", "grpo", "2024-05-01")
     assert registry.manifest(rpo_rl.folder)["parent_adapter"] == str(rpo_sft.folder)
     assert -1 <= rpo_rl.row["reward_first10"] <= 1  # cosine similarity to the user's own review
+
+
+def test_exp3rt_rationale_sft_trains_a_rating_student_on_train_reviews_that_generation_loads(train_lake, tmp_path):
+    from jobs.features import generate
+    from jobs.train import train_task
+    from jobs.train.pairs import training_pairs
+    from training import registry
+
+    lake = train_lake
+    pairs = training_pairs(lake, 3, lake.cfg.training.train.seed)
+    targets, context = pairs.targets, [*pairs.history.review_id, *pairs.samples.review_id]
+    split = lake.read_pandas("silver.review_split").set_index("review_id")
+    evaluated = set(lake.read_pandas("gold.rating_predictions").user_id)
+    # targets and their context are train reviews; training users are not the evaluated users
+    assert set(split.loc[list(targets.review_id) + context, "split"]) == {"train"}
+    assert not set(targets.user_id) & evaluated and len(targets) == 3
+    assert not set(targets.review_id) & set(context)  # a target never feeds its own profiles
+    t = targets.iloc[0]
+    mine = split[(split.user_id == t.user_id) & (split.split == "train")]
+    assert pairs.history_of(t).user_n == len(mine) - 1  # the history leaves the target out
+
+    report = train_task(lake, "exp3rt", "rationale-sft", "2024-05-01")
+    assert report.folder.parent.name == "exp3rt_rating" and report.row["examples"] >= 1
+    stored = lake.read_pandas("silver.teacher_outputs")
+    stored = stored[stored.task == "exp3rt_rating"]
+    actual = dict(zip(targets.user_id, targets.rating))
+    for row in stored.itertuples():  # reasoning, then the observed rating as generation writes it
+        assert row.output_text.rsplit("\n", 1)[1] in {f"Rating (1-5): {int(r)}" for r in actual.values()}
+    assert sum(registry.manifest(report.folder)["metrics"]["target_scores"].values()) == len(stored)
+
+    made = generate(lake, "ratings", "2024-05-03")
+    rows = lake.read_pandas("gold.rating_predictions")
+    rows = rows[rows.ds == "2024-05-03"]
+    assert made.generated == len(rows) > 0 and set(rows.adapter_version) == {registry.tag(report.folder)}
+    assert rows.predicted_rating_expected.between(1, 5).all() and (rows.predicted_rating_entropy >= 0).all()
+    assert rows.predicted_rating.between(1, 5).all()  # the median of the distribution
+
+    # shipped adapters install into another registry once (same content hash: not twice)
+    shipped = tmp_path / "shipped"
+    shutil.copytree(report.folder, shipped / "exp3rt_rating" / "v0001")
+    first = registry.install(shipped, tmp_path / "registry")
+    again = registry.install(shipped, tmp_path / "registry")
+    assert [now for *_, now in first] == [True] and [now for *_, now in again] == [False]
+    assert registry.tag(first[0][1]) == registry.tag(report.folder).replace(report.folder.name, "v0001")
+
+
+def test_sumforu_anchored_sft_targets_suitability_from_the_actual_rating(train_lake):
+    from jobs.train import train_task
+    from jobs.train.pairs import training_pairs
+    from training import registry
+
+    lake = train_lake
+    report = train_task(lake, "sumforu", "anchored-sft", "2024-05-01")
+    assert report.folder.parent.name == "sumforu_summary" and report.row["examples"] >= 1
+    stored = lake.read_pandas("silver.teacher_outputs")
+    stored = stored[stored.teacher_id.str.endswith("+actual-rating")]
+    targets = training_pairs(lake, 3, lake.cfg.training.train.seed).targets
+    allowed = {f"Suitability (1-10): {2 * int(r)}" for r in targets.rating}  # 1-5 stars -> 2-10
+    assert len(stored) >= 1 and {t.rsplit("\n", 1)[1] for t in stored.output_text} <= allowed
+    assert registry.manifest(report.folder)["recipe"] == "sumforu anchored-sft"
 
 
 def test_merge_writes_a_full_model_that_loads(train_lake, tmp_path):
@@ -112,7 +173,12 @@ class _FakeOpenAI(BaseHTTPRequestHandler):
         _FakeOpenAI.seen_auth.append(self.headers.get("Authorization"))
         last = body["messages"][-1]["content"]
         text = "7" if last.endswith(":") else "Compact steel travel mug that keeps drinks hot for hours."
-        data = json.dumps({"choices": [{"message": {"content": text}}], "usage": {"completion_tokens": 9, "prompt_tokens": 40}})
+        choice = {"message": {"content": text}}
+        if body.get("logprobs"):  # OpenAI's shape: the first token's top alternatives
+            top = [{"token": "7", "logprob": math.log(0.6)}, {"token": " 8", "logprob": math.log(0.3)},
+                   {"token": "seven", "logprob": math.log(0.1)}]
+            choice["logprobs"] = {"content": [{"token": "7", "logprob": math.log(0.6), "top_logprobs": top}]}
+        data = json.dumps({"choices": [choice], "usage": {"completion_tokens": 9, "prompt_tokens": 40}})
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -136,14 +202,17 @@ def test_http_teacher_labels_through_an_openai_compatible_endpoint_mocked_locall
         assert "secret-123" not in repr(backend)
         out = label(backend, relsum.task(), [relsum.prepare("Travel mug", "Steel mug, 400 ml, keeps drinks hot.")])
         assert out[0]["value"]["summary"].startswith("Compact steel") and spec.teacher_id.startswith("http:big-teacher@")
-        assert backend.choose([[{"role": "user", "content": "Score:"}]], [str(i) for i in range(1, 11)]) == ["7"]
+        dist, = backend.score([[{"role": "user", "content": "Score:"}]], [str(i) for i in range(1, 11)])
+        # 0.6 and 0.3 renormalised over the tokens that are a choice ("seven" is not)
+        assert dist.probs["7"] == pytest.approx(2 / 3) and dist.probs["8"] == pytest.approx(1 / 3)
+        assert dist.expected == pytest.approx(7 + 1 / 3) and dist.rounded == "7"
         assert _FakeOpenAI.seen_auth[0] == "Bearer secret-123"
     finally:
         server.shutdown()
 
 
 def test_prompt_limit_drops_long_prompts_and_refuses_to_drop_all():
-    from jobs.training import _within_prompt_limit
+    from jobs.train.datasets import within_prompt_limit as _within_prompt_limit
 
     rows = [{"prompt": "x" * 50}, {"prompt": "y" * 500}]
     assert _within_prompt_limit(rows, 100, "relsum") == [{"prompt": "x" * 50}]

@@ -1,0 +1,235 @@
+"""One recipe per (task, method): what `precis train TASK --method M` runs, where its adapter is
+registered (the generation task that loads it), which tables its data snapshot records, and whether
+it starts from the task's newest adapter. The CLI's choices and the weekly DAG read `RECIPES`.
+
+    relsum   sft (teacher) | grpo (reward: frozen ONNX cross-encoder) | dpo (pairs from that reward)
+    sumforu  sft (teacher) | anchored-sft (suitability = 2 x the persona-holder's actual rating)
+             | rlaif (GRPO with an AI judge's reward)
+    exp3rt   sft (teacher distillation of preference extraction)
+             rationale-sft (rating prediction: reasoning written given the observed rating, then the rating)
+    rpo      sft (teacher rewrites) | grpo (RL under the 2-to-6-shot history curriculum)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs.lake import Lake
+from jobs.train import datasets as D
+from jobs.train import teacher as TS
+from training.config import TrainingConfig
+
+
+@dataclass
+class RecipeRun:
+    """What a recipe's run gets."""
+
+    lake: Lake
+    cfg: TrainingConfig  # with any --max-steps applied
+    base: str  # base model folder
+    out: Path  # the staging folder the adapter is written to
+    parent: Path | None  # the adapter an RL run starts from
+    ds: str
+
+    @property
+    def tokenizer(self):
+        return D.load_tokenizer(self.lake)
+
+    def limit(self, rows: list[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+        return D.within_prompt_limit(rows, self.cfg.train.max_prompt_chars, what)
+
+
+@dataclass
+class RecipeResult:
+    run: Any  # training.common.RunLog
+    examples: int
+    reward: Any = None  # the reward callable of RL runs (its stats go to the manifest)
+    metrics: dict[str, Any] = field(default_factory=dict)  # extra manifest metrics
+
+
+@dataclass(frozen=True)
+class Recipe:
+    task: str  # `precis train TASK`
+    method: str
+    adapter_task: str  # registry folder: the generation task that loads the adapter
+    run: Callable[[RecipeRun], RecipeResult]
+    snapshot: tuple[str, ...]  # tables whose version and row count the manifest records
+    from_parent: bool = False  # RL methods start from the task's newest adapter
+    label: Callable[[Lake, str], Any] | None = None  # `--teacher-only`: label the training set, no training
+    about: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.task or not self.method or not self.adapter_task:
+            raise ValueError("a recipe needs its task, method and adapter task")
+
+
+def _no_io(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "inputs"}
+
+
+# ------------------------------------------------------------------ SFT on teacher outputs
+def _sft(teacher_set: TS.TeacherSet) -> Callable[[RecipeRun], RecipeResult]:
+    def run(r: RecipeRun) -> RecipeResult:
+        from training.sft import run_sft
+
+        data = r.limit(TS.sft_examples(r.lake, teacher_set, r.ds), f"{teacher_set.task_factory} sft")
+        return RecipeResult(run_sft(r.base, data, r.cfg, r.out), len(data))
+
+    return run
+
+
+def _label(teacher_set: TS.TeacherSet) -> Callable[[Lake, str], Any]:
+    return lambda lake, ds: TS.build_teacher_set(lake, teacher_set, ds)
+
+
+# ------------------------------------------------------------------ ReLSum RL
+def _relsum_grpo(r: RecipeRun) -> RecipeResult:
+    from jobs.train.rewards import relsum_reward
+    from training.grpo import run_grpo
+
+    data = r.limit(D.relsum_rows(r.lake, r.tokenizer, r.cfg.train.max_examples), "relsum")
+    reward = relsum_reward(r.lake)
+    return RecipeResult(run_grpo(r.base, [_no_io(x) for x in data], reward, r.cfg, r.out, r.parent), len(data), reward)
+
+
+def _relsum_dpo(r: RecipeRun) -> RecipeResult:
+    from jobs.train.rewards import relsum_reward
+    from training.dpo import run_dpo
+
+    data = r.limit(D.relsum_rows(r.lake, r.tokenizer, r.cfg.train.max_examples), "relsum")
+    reward = relsum_reward(r.lake)
+    run, pairs = run_dpo(r.base, [_no_io(x) for x in data], reward, r.cfg, r.out, r.parent)
+    return RecipeResult(run, len(data), reward, {"dpo_pairs": pairs})
+
+
+# ------------------------------------------------------------------ SUMFORU RLAIF
+def _sumforu_rlaif(r: RecipeRun) -> RecipeResult:
+    from jobs.train.rewards import judge_backend
+    from training.rlaif import run_rlaif
+
+    data = r.limit(D.sumforu_rows(r.lake, r.tokenizer, r.cfg.train.max_examples), "sumforu")
+    run, reward = run_rlaif(r.base, [_no_io(x) for x in data], judge_backend(r.lake), r.cfg, r.out, r.parent)
+    return RecipeResult(run, len(data), reward)
+
+
+# ------------------------------------------------------------------ EXP3RT rating rationales
+def _label_rationales(lake: Lake, ds: str):
+    """Rating-conditioned rationales of the training users -> silver.teacher_outputs (task
+    exp3rt_rating: the student's own prompt, and reasoning + rating as the target)."""
+    from generator.tasks import exp3rt
+    from jobs.train.rationales import rationale_examples
+
+    teacher_id, teacher = TS.configured_teacher(lake)
+    rows = rationale_examples(lake, teacher, lake.cfg.training.train.max_examples, lake.cfg.training.train.seed)
+    return TS.store(lake, exp3rt.rating_task(), teacher_id, [(x["inputs"], x["completion"]) for x in rows], ds)
+
+
+def _rationale_sft(r: RecipeRun) -> RecipeResult:
+    from generator.tasks import exp3rt
+
+    return _stored_sft(r, exp3rt.rating_task(), "", _label_rationales, "exp3rt rationale-sft")
+
+
+def _stored_sft(r: RecipeRun, task, teacher_suffix: str, label, what: str) -> RecipeResult:
+    """SFT on the stored targets of `task` by the configured teacher (its id + `teacher_suffix`),
+    labelled first when there are none; the manifest counts the target scores."""
+    import json
+
+    from training.sft import run_sft
+
+    stored = TS.stored(r.lake, task, TS.teacher_id(r.lake) + teacher_suffix)
+    if stored.empty:
+        stored = label(r.lake, r.ds)
+    tok = r.tokenizer
+    data = r.limit([{"prompt": D.render(tok, task, json.loads(t.inputs)), "completion": t.output_text + tok.eos_token}
+                    for t in stored.itertuples()], what)
+    scores = [t.output_text.rsplit(":", 1)[1].strip() for t in stored.itertuples()]
+    return RecipeResult(run_sft(r.base, data, r.cfg, r.out), len(data),
+                        metrics={"target_scores": {k: scores.count(k) for k in sorted(set(scores), key=int)}})
+
+
+# ------------------------------------------------------------------ SUMFORU anchored suitability
+def _label_anchored(lake: Lake, ds: str):
+    """Summaries of the training users' target products with the suitability their actual rating
+    maps to -> silver.teacher_outputs (task sumforu_summary)."""
+    from generator.tasks import sumforu
+    from jobs.train.suitability import anchored_examples
+
+    teacher_id, teacher = TS.configured_teacher(lake)
+    rows = anchored_examples(lake, teacher, lake.cfg.training.train.max_examples, lake.cfg.training.train.seed)
+    return TS.store(lake, sumforu.summary_task(), f"{teacher_id}+actual-rating", [(x["inputs"], x["completion"]) for x in rows], ds)
+
+
+def _anchored_sft(r: RecipeRun) -> RecipeResult:
+    from generator.tasks import sumforu
+
+    return _stored_sft(r, sumforu.summary_task(), "+actual-rating", _label_anchored, "sumforu anchored-sft")
+
+
+# ------------------------------------------------------------------ RPO curriculum
+def _rpo_grpo(r: RecipeRun) -> RecipeResult:
+    from generator.tasks import rpo
+    from jobs.train.rewards import personalization_reward
+    from training.grpo import run_grpo
+    from training.rpo import curriculum_rows
+
+    task, tok, t = rpo.task(), r.tokenizer, r.cfg.train
+    items = D.rpo_items(r.lake, t.max_examples)
+    data = curriculum_rows(items, t.max_steps * t.grad_accum, t.batch_size, t.curriculum_start, t.curriculum_end,
+                           lambda it, k: D.render(tok, task, rpo.prepare(it["generic"], it["history"][:k])))
+    data = r.limit(data, "rpo")
+    reward = personalization_reward(r.lake)
+    run = run_grpo(r.base, [{k: v for k, v in x.items() if k != "k"} for x in data], reward, r.cfg, r.out,
+                   r.parent, shuffle=False)
+    return RecipeResult(run, len(data), reward)
+
+
+def _recipes(*recipes: Recipe) -> dict[tuple[str, str], Recipe]:
+    return {(x.task, x.method): x for x in recipes}
+
+
+RECIPES: dict[tuple[str, str], Recipe] = _recipes(
+    Recipe("relsum", "sft", "relsum", _sft(TS.RELSUM), ("silver.teacher_outputs",), label=_label(TS.RELSUM),
+           about="SFT on the teacher's summaries"),
+    Recipe("relsum", "grpo", "relsum", _relsum_grpo, ("silver.relsum_pairs", "bronze.judgments"), from_parent=True,
+           about="GRPO against the frozen ONNX cross-encoder"),
+    Recipe("relsum", "dpo", "relsum", _relsum_dpo, ("silver.relsum_pairs", "bronze.judgments"), from_parent=True,
+           about="DPO on best/worst of sampled summaries under the cross-encoder"),
+    Recipe("sumforu", "sft", "sumforu_summary", _sft(TS.SUMFORU), ("silver.teacher_outputs",), label=_label(TS.SUMFORU),
+           about="SFT on the teacher's persona summaries"),
+    Recipe("sumforu", "anchored-sft", "sumforu_summary", _anchored_sft,
+           ("silver.teacher_outputs", "silver.review_split", "gold.personas"), label=_label_anchored,
+           about="summaries whose suitability agrees with the persona-holder's actual rating"),
+    Recipe("sumforu", "rlaif", "sumforu_summary", _sumforu_rlaif, ("gold.personas", "silver.review_samples"),
+           from_parent=True, about="GRPO with an AI judge's reward"),
+    Recipe("exp3rt", "sft", "exp3rt_preferences", _sft(TS.EXP3RT_PREFERENCES), ("silver.teacher_outputs",),
+           label=_label(TS.EXP3RT_PREFERENCES), about="distillation of preference extraction"),
+    Recipe("exp3rt", "rationale-sft", "exp3rt_rating", _rationale_sft,
+           ("silver.teacher_outputs", "silver.review_split", "silver.review_preferences"), label=_label_rationales,
+           about="rating prediction: reasoning written given the observed rating, then the rating"),
+    Recipe("rpo", "sft", "rpo", _sft(TS.RPO), ("silver.teacher_outputs",), label=_label(TS.RPO),
+           about="SFT on the teacher's rewrites"),
+    Recipe("rpo", "grpo", "rpo", _rpo_grpo, ("silver.user_histories", "bronze.reviews"), from_parent=True,
+           about="GRPO under the 2-to-6-shot history curriculum"),
+)
+TASKS: tuple[str, ...] = tuple(dict.fromkeys(task for task, _ in RECIPES))
+METHODS: tuple[str, ...] = tuple(dict.fromkeys(method for _, method in RECIPES))
+
+
+def recipe(task: str, method: str) -> Recipe:
+    found = RECIPES.get((task, method))
+    if found is None:
+        have = ", ".join(m for t, m in RECIPES if t == task) or "none"
+        raise ValueError(f"task '{task}' has no method '{method}'; it has: {have}")
+    return found
+
+
+def adapter_task(task: str) -> str:
+    """The one registry folder of a task's recipes (ReLSum: relsum); an error when they differ."""
+    found = {x.adapter_task for (t, _), x in RECIPES.items() if t == task}
+    if len(found) != 1:
+        raise ValueError(f"task '{task}' registers adapters under {sorted(found)}; name the method")
+    return found.pop()
