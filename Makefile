@@ -14,10 +14,10 @@ DATE   ?= $(shell date +%F)
 EXAMPLES := \
   "select product_id, summary, published_ds from serving.product_summaries" \
   "select user_id, persona from gold.personas" \
-  "select user_id, product_id, suitability, summary from gold.persona_summaries" \
+  "select user_id, product_id, suitability, round(suitability_expected, 2) as expected, summary from gold.persona_summaries" \
   "select user_id, profile from gold.user_profiles" \
   "select product_id, profile from gold.item_profiles" \
-  "select user_id, product_id, predicted_rating, actual_rating, reasoning from gold.rating_predictions" \
+  "select user_id, product_id, predicted_rating, round(predicted_rating_expected, 2) as expected, actual_rating, reasoning from gold.rating_predictions" \
   "select user_id, product_id, personalized_text from gold.personalized_texts" \
   "select task, reason, count(*) as n from silver.generation_failures group by 1, 2"
 
@@ -44,6 +44,7 @@ models: venv
 # (RANKER_STEPS steps, ~3 min on 2 cores) is trained once per lake; `precis train ranker` trains a real one.
 RANKER_STEPS ?= 40
 demo: models
+	$(BIN)/precis --lake $(LAKE) adapters install
 	$(BIN)/precis --lake $(LAKE) job ingest --date $(DATE)
 	$(BIN)/precis --lake $(LAKE) train ranker --if-missing --max-steps $(RANKER_STEPS)
 	$(BIN)/precis --lake $(LAKE) run --date $(DATE)
