@@ -40,7 +40,7 @@ $(BIN)/.installed: pyproject.toml
 models: venv
 	$(BIN)/precis models pull
 
-# The daily DAG needs a cross-encoder for description_delta and evaluate_ranking: a quick one
+# The daily DAG needs a ranker for description_delta and evaluate_ranking: a quick one
 # (RANKER_STEPS steps, ~3 min on 2 cores) is trained once per lake; `precis train ranker` trains a real one.
 RANKER_STEPS ?= 40
 demo: models

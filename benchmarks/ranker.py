@@ -1,10 +1,11 @@
-"""Cross-encoder scoring speed and quality, and the latency case for precomputed summaries.
+"""Ranker scoring speed and quality, and the latency case for precomputed summaries.
 
     .venv/bin/python benchmarks/ranker.py [--ranker DIR] [--pairs 5000]
 
 1. Throughput on the same real CrowdFlower pairs (query, title + description), all in this run:
    - PyTorch fp32, every input padded to 128 tokens, batches of 64 in input order: what a user
-     writes with sentence-transformers' CrossEncoder (the baseline);
+     writes with sentence-transformers (a cross-encoder: `CrossEncoder.predict` on the pairs; a
+     bi-encoder: `encode` of each pair's query and text, then the head on their cosine) (the baseline);
    - our ONNX fp32, ONNX graph-optimised, ONNX int8 through `ranker.scorer.OnnxScorer` (inputs
      sorted by length, each batch padded to its own longest input).
    Each prints pairs/s, the ratio to the baseline and NDCG@5 over the pairs' queries, so a speed-up
@@ -52,14 +53,28 @@ def ndcg(df: pd.DataFrame, scores: np.ndarray) -> float:
     return mean_ndcg([Judged(q, str(i), g, float(s)) for q, i, g, s in zip(df.query_id, df.index, df.gain, scores)], 5)
 
 
-def torch_baseline(hf_dir: Path, queries: list[str], texts: list[str], batch: int = 64) -> np.ndarray:
+def torch_baseline(folder: Path, queries: list[str], texts: list[str], batch: int = 64) -> np.ndarray:
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(hf_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(hf_dir).eval()
+    from ranker.architecture import BI, Head
+    from ranker.models import mean_pooled
+
+    head = Head.load(folder)
+    tok = AutoTokenizer.from_pretrained(folder / "hf")
     out = []
     with torch.inference_mode():
+        if head.architecture == BI:
+            model = AutoModel.from_pretrained(folder / "hf").eval()
+
+            def embed(xs):
+                enc = tok(xs, padding="max_length", truncation=True, max_length=128, return_tensors="pt")
+                return mean_pooled(model(**enc).last_hidden_state, enc["attention_mask"]).numpy()
+
+            for i in range(0, len(queries), batch):
+                out.append(head.score((embed(queries[i : i + batch]) * embed(texts[i : i + batch])).sum(-1)))
+            return np.concatenate(out)
+        model = AutoModelForSequenceClassification.from_pretrained(folder / "hf").eval()
         for i in range(0, len(queries), batch):
             enc = tok(queries[i : i + batch], texts[i : i + batch], padding="max_length", truncation=True,
                       max_length=128, return_tensors="pt")
@@ -105,10 +120,10 @@ def main() -> None:
     manifest = registry.manifest(folder)
     df = load_pairs(args.pairs)
     queries, texts = list(df["query"]), list(df.text)
-    print(f"ranker {folder} ({manifest['kind']}, {manifest['train']['steps']} steps); {len(df)} CrowdFlower pairs "
+    print(f"ranker {folder} ({manifest.get('architecture', 'cross-encoder')}, {manifest['kind']}, {manifest['train']['steps']} steps); {len(df)} CrowdFlower pairs "
           f"(title + description), {df.query_id.nunique()} queries; cpus={os.cpu_count()}")
 
-    base, t_base = timed(torch_baseline, folder / "hf", queries, texts)
+    base, t_base = timed(torch_baseline, folder, queries, texts)
     rows = [("PyTorch fp32, padded to 128 (baseline)", t_base, ndcg(df, base), 0.0)]
     for label, file in (("ONNX fp32", "model.onnx"), ("ONNX optimised", "model.opt.onnx"), ("ONNX int8", "model.int8.onnx")):
         scorer = OnnxScorer(folder, file, batch_size=64, max_length=128)

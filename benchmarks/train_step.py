@@ -2,7 +2,7 @@
 
 The step is the one trl's GRPOTrainer takes (sample `num_generations` completions per prompt,
 score them, group-normalised advantages, policy-gradient loss on the LoRA policy), written out
-so each phase can be timed. The reward is the frozen ONNX cross-encoder, called once for all
+so each phase can be timed. The reward is the frozen ONNX ranker, called once for all
 completions of the step; the alternative a user would write (one call per completion) is timed
 in the same run. Target: the reward at most 10% of the step.
 

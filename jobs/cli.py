@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     recipes = "; ".join(f"{t} {m}: {r.about}" for (t, m), r in RECIPES.items())
     train = sub.add_parser(
-        "train", help="train the cross-encoder ranker, or a generator adapter (SFT, GRPO, DPO, RLAIF)",
-        description="ranker: fine-tune the cross-encoder and export ONNX. Generator tasks: train a LoRA adapter with "
+        "train", help="train the ranker (reward model), or a generator adapter (SFT, GRPO, DPO, RLAIF)",
+        description="ranker: fine-tune the ranker (a bi-encoder by default; ranker.train.architecture) and export ONNX. Generator tasks: train a LoRA adapter with "
         f"--method ({recipes}). Each run adds a version to the adapter registry, which generate_* jobs use, "
         "and a row to eval.training_runs with its reward or loss curve (PNG).",
     )
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--teacher-only", action="store_true", help="only label the training set with the teacher")
     train.add_argument("--date", type=_valid_date, default=None, help="run date ds recorded with the run (default: today)")
     train.add_argument("--untrained", action="store_true",
-                       help="export the same architecture with an untrained head (the evaluation baseline)")
+                       help="export the same architecture untrained (the evaluation baseline: a bi-encoder's is the base model's cosine with a calibrated head; a cross-encoder's an untrained head)")
     train.add_argument("--max-steps", type=int, default=None, help="stop after N optimisation steps")
     train.add_argument("--if-missing", action="store_true", help="do nothing when a ranker of this kind exists")
 

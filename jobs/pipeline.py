@@ -21,7 +21,7 @@ Step = Callable[[Lake, str], str]
 
 
 class NoRanker(FileNotFoundError):
-    """A ranking step has no cross-encoder to run; the message says how to train one."""
+    """A ranking step has no ranker to run; the message says how to train one."""
 
 
 def _expand(pattern: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Jobs around the cross-encoder: train it, filter description-delta pairs, evaluate rankings."""
+"""Jobs around the ranker (reward model): train it, filter description-delta pairs, evaluate rankings."""
 
 from __future__ import annotations
 
@@ -269,7 +269,7 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
         )
         provenance[variant] = (model_id, adapter)
     # BM25 needs corpus statistics over all candidate texts: computed on the driver from the
-    # (query, text) pairs, which are small next to what the cross-encoder reads.
+    # (query, text) pairs, which are small next to what the ranker reads.
     local = pairs.select("query_id", "query", "product_id", "gain", "description", texts["desc"].alias("text")).toPandas()
     local["score"] = bm25_scores(list(local["query"]), list(local["text"]))
     local["variant"], local["scorer"] = "bm25", "bm25"

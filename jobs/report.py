@@ -217,7 +217,7 @@ def write_report(lake: Lake, ds: str) -> Path:
         if len(failed):
             md.append("\nFailed expectations (severity `warn` is reported without blocking publish):\n\n" + _table(failed))
 
-    md.append("\n## Ranking (cross-encoder on held-out queries)\n\n")
+    md.append("\n## Ranking (the ranker on held-out queries)\n\n")
     metrics = _latest(lake.read_pandas(T.EVAL_RANKING_METRICS), ds)
     if metrics.empty:
         md.append("_No ranking evaluation yet: train a ranker (`precis train ranker`) and run `evaluate_ranking`._\n")

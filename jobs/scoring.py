@@ -1,4 +1,4 @@
-"""Cross-encoder scoring inside Spark: an Arrow-batched pandas UDF whose ONNX session is loaded
+"""Ranker scoring inside Spark: an Arrow-batched pandas UDF whose ONNX session is loaded
 once per Python worker (kept in a module-level cache that outlives tasks, since Spark reuses its
 Python workers) rather than once per batch or per row."""
 

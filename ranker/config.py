@@ -1,4 +1,4 @@
-"""Typed configuration of the cross-encoder: training and scoring, documented field by field.
+"""Typed configuration of the ranker: training and scoring, documented field by field.
 
 These models are embedded in `jobs.config.PrecisConfig` under `ranker:`, so a YAML typo is an error
 that names the key, but they are plain pydantic and usable without the rest of Precis.
@@ -15,13 +15,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class CrossEncoderTrainConfig(_Strict):
-    max_length: int = Field(default=128, ge=16, description="Tokens of query + product text; longer text is cut.")
+class RankerTrainConfig(_Strict):
+    architecture: Literal["bi-encoder", "cross-encoder"] = Field(
+        default="bi-encoder",
+        description="bi-encoder: query and text embedded apart, r = sigmoid(scale * cos + bias), starting from "
+        "the base model's own similarity (the default: it beats BM25 on held-out queries); cross-encoder: "
+        "read together with a fresh head (see ranker/architecture.py).",
+    )
+    max_length: int = Field(
+        default=128, ge=16,
+        description="Tokens of query + product text (cross-encoder) or of each side (bi-encoder); longer text is cut.",
+    )
     batch_size: int = Field(default=32, ge=1, description="Pairs per optimisation step.")
     epochs: float = Field(default=1.0, gt=0, description="Passes over the training pairs (fractions allowed).")
     max_steps: int = Field(default=-1, description="Stop after this many steps (-1: epochs decide; 0: no training, an untrained head).")
     learning_rate: float = Field(default=5e-5, gt=0, description="AdamW peak learning rate.")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
+    head_learning_rate: float = Field(
+        default=1e-2, gt=0, description="bi-encoder: AdamW learning rate of the head's scale and bias (no decay)."
+    )
+    calibration_pairs: int = Field(
+        default=1024, ge=0,
+        description="bi-encoder: training pairs (seeded sample) the head is fitted on by logistic regression "
+        "before training; 0 keeps scale 1, bias 0.",
+    )
     warmup_ratio: float = Field(default=0.1, ge=0, le=1, description="Share of steps with a linear warm-up.")
     seed: int = Field(default=13, description="Seeds the head's initialisation, the split and the batch order.")
     val_fraction: float = Field(default=0.2, gt=0, lt=1, description="Share of *queries* held out for validation.")

@@ -1,8 +1,10 @@
-"""Fast batched cross-encoder scoring with onnxruntime.
+"""Fast batched ranker scoring with onnxruntime, for both architectures (`ranker.architecture`).
 
 Inputs are tokenised once (the Rust `tokenizers` library, no transformers import), sorted by
 length, and each batch is padded only to its own longest input: short titles are not padded to
-the length of long descriptions, which is where most of the CPU time of a naive scorer goes.
+the length of long descriptions, which is where most of the CPU time of a naive scorer goes. A
+bi-encoder embeds each distinct query and each distinct text once per call, however many pairs
+they are in (a reward scoring many summaries of one query, a rerank of 50 candidates).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from ranker.architecture import BI, Head
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
@@ -28,7 +32,7 @@ def providers_for(choice: str) -> list[str]:
 
 
 class OnnxScorer:
-    """r(query, text) in [0, 1] from an exported cross-encoder folder (see `ranker.registry`)."""
+    """r(query, text) in [0, 1] from an exported ranker folder (see `ranker.registry`)."""
 
     def __init__(
         self,
@@ -47,6 +51,7 @@ class OnnxScorer:
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path} does not exist; train and export a ranker first (precis train ranker)")
         self.batch_size = batch_size
+        self.head = Head.load(model_dir)
         self.tokenizer = Tokenizer.from_file(str(model_dir / "hf" / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length, strategy="longest_first")
@@ -67,10 +72,21 @@ class OnnxScorer:
             raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
         if not queries:
             return np.zeros(0, dtype=np.float32)
-        encs = self.tokenizer.encode_batch(list(zip(map(str, queries), map(str, texts))))
+        if self.head.architecture == BI:
+            distinct = sorted(set(map(str, queries)) | set(map(str, texts)))
+            at = {t: i for i, t in enumerate(distinct)}
+            emb = self._run(self.tokenizer.encode_batch(distinct))
+            q = emb[[at[str(x)] for x in queries]]
+            t = emb[[at[str(x)] for x in texts]]
+            return self.head.score((q * t).sum(-1))
+        return self._run(self.tokenizer.encode_batch(list(zip(map(str, queries), map(str, texts))))).reshape(-1)
+
+    def _run(self, encs) -> np.ndarray:
+        """The graph's output for each encoding, in input order: one score (cross-encoder) or one
+        embedding (bi-encoder) per row."""
         lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
         order = np.argsort(lengths, kind="stable")
-        out = np.empty(len(encs), dtype=np.float32)
+        out: np.ndarray | None = None
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             width = int(lengths[idx].max())
@@ -84,5 +100,8 @@ class OnnxScorer:
                 types[row, :n] = e.type_ids
                 mask[row, :n] = 1
             feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            out[idx] = self.session.run(None, feeds)[0].reshape(-1)
+            got = self.session.run(None, feeds)[0]
+            if out is None:
+                out = np.empty((len(encs), *got.shape[1:]), dtype=np.float32)
+            out[idx] = got
         return out

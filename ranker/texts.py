@@ -1,4 +1,4 @@
-"""How a product is shown to the cross-encoder. One function, so training, scoring, offline
+"""How a product is shown to the ranker. One function, so training, scoring, offline
 evaluation and the online reranker all build exactly the same text."""
 
 from __future__ import annotations

@@ -1,13 +1,17 @@
-"""Fine-tune the cross-encoder r(query, product text) -> gain in [0, 1].
+"""Fine-tune the ranker r(query, product text) -> gain in [0, 1].
 
-Base: all-MiniLM-L6-v2 with a fresh one-output head (seeded). Loss: binary cross-entropy with the
-gain as a soft target, so the sigmoid output is a calibrated score in the label's range, which
-ReLSum's reward -|r(q, [title; summary]) - label| needs. Train and validation are split by query,
-so no query is in both. With `max_steps=0` the same code yields the untrained-head baseline.
+Base: all-MiniLM-L6-v2, as a bi-encoder (its own embeddings, with a head calibrated by logistic
+regression first) or a cross-encoder (a fresh one-output head, seeded); `ranker.architecture`
+says what each computes. Loss: binary cross-entropy with the gain as a soft target, so the sigmoid
+output is a calibrated score in the label's range, which ReLSum's reward
+-|r(q, [title; summary]) - label| needs. Train and validation are split by query, so no query is in
+both. With `max_steps=0` the same code yields the untrained baseline (the bi-encoder's: the base
+model's cosine, calibrated; the cross-encoder's: an untrained head).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -21,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ranker import registry
-from ranker.config import CrossEncoderTrainConfig
+from ranker.config import RankerTrainConfig
 from ranker.metrics import Judged, mean_ndcg, r_at_p
 from ranker.texts import product_text, variant_text
 
@@ -44,7 +48,7 @@ def split_queries(query_ids: list[str], val_fraction: float, seed: int) -> Split
     return Split(sorted(qs[n_val:]), sorted(qs[:n_val]))
 
 
-def _examples(pairs: pd.DataFrame, cfg: CrossEncoderTrainConfig, rng: random.Random) -> list[tuple[str, str, float]]:
+def _examples(pairs: pd.DataFrame, cfg: RankerTrainConfig, rng: random.Random) -> list[tuple[str, str, float]]:
     out = []
     for q, title, desc, gain in zip(pairs["query"], pairs["title"], pairs["description"], pairs["gain"]):
         texts = [t for v in cfg.variants if (t := variant_text(v, title, desc, cfg.summary_words))]
@@ -58,8 +62,10 @@ def _val_text(title: str, desc: str | None) -> str:
     return product_text(title, desc)
 
 
-def evaluate_torch(model, tokenizer, pairs: pd.DataFrame, max_length: int, batch_size: int = 64) -> dict[str, float]:
-    """NDCG@5 and R@90P of the PyTorch model on `pairs` scored on title + description."""
+def evaluate_torch(model, pairs: pd.DataFrame, batch_size: int = 64) -> dict[str, float]:
+    """NDCG@5, R@90P and log loss (binary cross-entropy against the gain: how well the score is
+    calibrated, which ReLSum's reward |r - label| relies on) of the PyTorch model (`ranker.models`)
+    on `pairs` scored on title + description."""
     import torch
 
     texts = [_val_text(t, d) for t, d in zip(pairs["title"], pairs["description"])]
@@ -68,28 +74,30 @@ def evaluate_torch(model, tokenizer, pairs: pd.DataFrame, max_length: int, batch
     model.eval()
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(queries[i : i + batch_size], texts[i : i + batch_size], padding=True, truncation=True,
-                            max_length=max_length, return_tensors="pt")
-            scores.extend(torch.sigmoid(model(**enc).logits[:, 0]).tolist())
+            scores.extend(torch.sigmoid(model.logits(queries[i : i + batch_size], texts[i : i + batch_size])).tolist())
     rows = [Judged(q, p, g, s) for q, p, g, s in zip(pairs["query_id"], pairs["product_id"], pairs["gain"], scores)]
-    return {"ndcg@5": mean_ndcg(rows, 5), "r@90p": r_at_p(rows, 0.9, top_gain=1.0), "pairs": len(rows)}
+    p = np.clip(np.array(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
+    g = pairs["gain"].to_numpy(dtype=np.float64)
+    log_loss = float(-np.mean(g * np.log(p) + (1 - g) * np.log(1 - p)))
+    return {"ndcg@5": mean_ndcg(rows, 5), "r@90p": r_at_p(rows, 0.9, top_gain=1.0), "log_loss": log_loss, "pairs": len(rows)}
 
 
 def train_cross_encoder(
     pairs: pd.DataFrame,
     base_model: str,
     root: Path,
-    cfg: CrossEncoderTrainConfig,
+    cfg: RankerTrainConfig,
     snapshot: dict[str, Any],
     progress: bool = True,
 ) -> Path:
-    """Train (or, with max_steps=0, only initialise), export to ONNX, and publish a new version
+    """Train (or, with max_steps=0, only initialise and calibrate), export to ONNX, and publish a new version
     under `root`. `pairs` has one row per judged (query, product) with the columns in REQUIRED."""
     import torch
     from torch.nn.functional import binary_cross_entropy_with_logits
     from tqdm.auto import tqdm
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import get_linear_schedule_with_warmup
 
+    from ranker.models import build
     from ranker.onnx_export import export
 
     missing = [c for c in REQUIRED if c not in pairs.columns]
@@ -107,10 +115,12 @@ def train_cross_encoder(
     split = split_queries(list(pairs["query_id"]), cfg.val_fraction, cfg.seed)
     train = pairs[pairs["query_id"].isin(split.train_queries)]
     val = pairs[pairs["query_id"].isin(split.val_queries)]
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
-    model = AutoModelForSequenceClassification.from_pretrained(base_model, num_labels=1, attn_implementation="eager")
+    model = build(cfg.architecture, base_model, cfg.max_length)
+    calibration = _examples(train, cfg, random.Random(cfg.seed + 1))[: cfg.calibration_pairs]
+    if calibration:
+        model.calibrate([c[0] for c in calibration], [c[1] for c in calibration], [c[2] for c in calibration])
     if cfg.freeze_layers:
-        base = model.base_model
+        base = model.encoder
         for p in base.embeddings.parameters():
             p.requires_grad = False
         for layer in base.encoder.layer[: cfg.freeze_layers]:
@@ -125,8 +135,11 @@ def train_cross_encoder(
     kind = "trained" if total > 0 else "untrained"
     losses: list[float] = []
     if total > 0:
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        head = [p for n, p in model.named_parameters() if n in ("scale", "bias")]
+        body = [p for n, p in model.named_parameters() if p.requires_grad and n not in ("scale", "bias")]
+        params = body + head
+        groups = [{"params": body}] + ([{"params": head, "lr": cfg.head_learning_rate, "weight_decay": 0.0}] if head else [])
+        opt = torch.optim.AdamW(groups, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
         model.train()
         step, examples = 0, []
@@ -135,10 +148,8 @@ def train_cross_encoder(
             if not examples:
                 examples = _examples(train, cfg, rng)
             batch, examples = examples[: cfg.batch_size], examples[cfg.batch_size :]
-            enc = tokenizer([b[0] for b in batch], [b[1] for b in batch], padding=True, truncation=True,
-                            max_length=cfg.max_length, return_tensors="pt")
             target = torch.tensor([b[2] for b in batch], dtype=torch.float32)
-            loss = binary_cross_entropy_with_logits(model(**enc).logits[:, 0], target)
+            loss = binary_cross_entropy_with_logits(model.logits([b[0] for b in batch], [b[1] for b in batch]), target)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -150,15 +161,14 @@ def train_cross_encoder(
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         bar.close()
     train_seconds = time.time() - t0
-    metrics = {"val": evaluate_torch(model, tokenizer, val, cfg.max_length)} if len(val) else {}
-    log.info("ranker %s: %d steps in %.0fs, held-out %s", kind, total, train_seconds, metrics.get("val"))
+    metrics = {"val": evaluate_torch(model, val)} if len(val) else {}
+    log.info("%s %s: %d steps in %.0fs, held-out %s", cfg.architecture, kind, total, train_seconds, metrics.get("val"))
 
     name, tmp = registry.staging(root)
-    model.save_pretrained(tmp / "hf")
-    tokenizer.save_pretrained(tmp / "hf")
+    model.save(tmp)
     sample_rows = val.head(64) if len(val) else pairs.head(64)
     sample = [(q, _val_text(t, d)) for q, t, d in zip(sample_rows["query"], sample_rows["title"], sample_rows["description"])]
-    parity = export(tmp / "hf", tmp, sample)
+    parity = export(tmp, sample)
     log.info("ONNX parity (max |onnx - torch|): %s", parity)
     return registry.publish(
         tmp,
@@ -166,6 +176,8 @@ def train_cross_encoder(
         {
             "version": name,
             "kind": kind,
+            "architecture": cfg.architecture,
+            "head": dataclasses.asdict(model.head()),
             "base_model": base_model,
             "created_at": datetime.now(timezone.utc).isoformat(),
             "config": cfg.model_dump(mode="json"),

@@ -1,5 +1,5 @@
 """DPO for ReLSum: preference pairs built from the same reward as GRPO. For each prompt the policy
-samples `dpo_candidates` completions; the cross-encoder reward picks the best (chosen) and the
+samples `dpo_candidates` completions; the ranker reward picks the best (chosen) and the
 worst (rejected); prompts whose candidates tie are dropped. Then trl's DPOTrainer with LoRA."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GRPO with trl's GRPOTrainer and LoRA: ReLSum against the frozen ONNX cross-encoder (seed 1),
+"""GRPO with trl's GRPOTrainer and LoRA: ReLSum against the frozen ONNX ranker (seed 1),
 and the generic loop that RLAIF and the RPO curriculum reuse with their own rewards."""
 
 from __future__ import annotations

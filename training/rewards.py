@@ -1,7 +1,7 @@
 """Reward functions for RL, in the form trl's GRPOTrainer calls them:
 `reward(prompts, completions, **dataset_columns) -> list[float]`, once per generation batch.
 
-Each scores *all* completions of the batch in one call to its model (the ONNX cross-encoder, the
+Each scores *all* completions of the batch in one call to its model (the ONNX ranker, the
 judge, the encoder), so the reward stays a small share of a step. `stats` records the time spent.
 """
 
@@ -31,7 +31,7 @@ def _text(completion) -> str:
 
 
 class RelsumReward:
-    """ReLSum (seed 1): reward = -|r(q, title | summary) - label|, r the frozen ONNX cross-encoder,
+    """ReLSum (seed 1): reward = -|r(q, title | summary) - label|, r the frozen ONNX ranker,
     minus an optional penalty for the share of words over the summary's cap."""
 
     __name__ = "relsum_reward"

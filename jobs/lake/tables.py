@@ -181,7 +181,7 @@ SILVER_RELSUM_PAIRS = register(
         layer="silver",
         name="relsum_pairs",
         keys=("judgment_id",),
-        description="Judged (query, product) pairs whose description moves the cross-encoder's score by >= tau.",
+        description="Judged (query, product) pairs whose description moves the ranker's score by >= tau.",
         content_ignore=("ds", "scored_at"),
         schema=pa.schema(
             [

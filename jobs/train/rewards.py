@@ -1,4 +1,4 @@
-"""Rewards and judges built from the lake's models: the frozen ONNX cross-encoder (ReLSum),
+"""Rewards and judges built from the lake's models: the frozen ONNX ranker (ReLSum),
 MiniLM similarity to the user's own review (RPO), the RLAIF judge (SUMFORU)."""
 
 from __future__ import annotations

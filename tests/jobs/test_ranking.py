@@ -1,4 +1,4 @@
-"""The ranking jobs on real Spark, real Delta tables and a really trained (tiny) cross-encoder."""
+"""The ranking jobs on real Spark, real Delta tables and a really trained (tiny) ranker."""
 
 import numpy as np
 import pandas as pd

@@ -1,5 +1,6 @@
-"""The cross-encoder library: training output, ONNX export and parity, the fast scorer, BM25,
-online reranking. The models come from the session fixture `ranked_lake` (real training)."""
+"""The ranker library: training output, ONNX export and parity, the fast scorer, BM25, online
+reranking, for both architectures. The default (bi-encoder) models come from the session fixture
+`ranked_lake` (real training); a cross-encoder is trained here for a few real steps."""
 
 import json
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from ranker import registry
+from ranker.architecture import BI, CROSS, HEAD_FILE, Head
 from ranker.bm25 import bm25_scores
 from ranker.rerank import ProductView, Reranker
 from ranker.scorer import OnnxScorer, providers_for
@@ -29,6 +31,10 @@ def test_versions_and_manifest(versions):
     snap = trained["snapshot"]
     assert snap["table"] == "bronze.judgments" and snap["rows"] == 400 and len(snap["ids_sha256"]) == 64
     assert 0 <= trained["metrics"]["val"]["ndcg@5"] <= 1
+    assert trained["architecture"] == untrained["architecture"] == BI
+    assert trained["head"]["scale"] > 0 and Head.load(versions[0]) == Head(**trained["head"])
+    # the untrained baseline is the base model's cosine, calibrated on training pairs: not scale 1, bias 0
+    assert untrained["head"]["scale"] != 1.0 and untrained["head"]["bias"] != 0.0
     for name in ("hf/config.json", "hf/tokenizer.json", "model.onnx", "model.opt.onnx", "model.int8.onnx"):
         assert (versions[0] / name).exists(), name
     assert registry.latest(versions[0].parent).name == "v0001"
@@ -41,7 +47,7 @@ def test_onnx_parity_with_pytorch(versions):
     parity = registry.manifest(versions[0])["onnx_parity"]
     print("ONNX parity:", parity)
     assert parity["model.onnx"] < 1e-4 and parity["model.opt.onnx"] < 1e-4
-    assert parity["model.int8.onnx"] < 0.05
+    assert parity["model.int8.onnx"] < 0.1  # int8 per channel; the default scorer reads model.opt.onnx
 
 
 def test_split_is_by_query_and_seeded():
@@ -114,3 +120,52 @@ def test_the_extractive_baseline_keeps_whole_leading_sentences_within_the_word_b
     assert leading_sentences(text, 3) == "Soft cotton towel."
     assert leading_sentences("one two three four five six", 4) == "one two three four"  # a long first sentence is cut
     assert leading_sentences("   ", 5) is None and leading_sentences(None, 5) is None
+
+
+def test_head_is_checked_saved_and_defaults_to_cross_encoder_for_old_folders(tmp_path):
+    assert Head.load(tmp_path) == Head(CROSS)  # folders written before head.json existed
+    head = Head(BI, scale=6.0, bias=-2.0)
+    head.save(tmp_path)
+    assert (tmp_path / HEAD_FILE).exists() and Head.load(tmp_path) == head
+    scores = head.score(np.array([-0.2, 0.1, 0.5, 0.9]))
+    assert (np.diff(scores) > 0).all() and ((scores > 0) & (scores < 1)).all()
+    assert scores[2] == pytest.approx(1 / (1 + np.exp(-(6.0 * 0.5 - 2.0))))
+    with pytest.raises(ValueError, match="unknown ranker architecture 'siamese'"):
+        Head("siamese")
+    with pytest.raises(ValueError, match="scale > 0"):
+        Head(BI, scale=-1.0)
+    with pytest.raises(ValueError, match="finite"):
+        Head(BI, scale=float("nan"))
+
+
+def test_bi_encoder_scores_each_pair_as_if_alone(versions):
+    """The bi-encoder scorer embeds each distinct string once per call; that must not change a score."""
+    scorer = OnnxScorer(versions[0], "model.opt.onnx")
+    queries = ["usb cable"] * 3 + ["red shoes", "usb cable"]
+    texts = ["Anker USB-C cable", "red shoe", "usb cable", "red shoe", "Anker USB-C cable"]
+    together = scorer.score(queries, texts)
+    alone = np.array([scorer.score([q], [t])[0] for q, t in zip(queries, texts)])
+    assert np.abs(together - alone).max() < 1e-5
+    assert together[0] == together[4]
+    assert together[0] > together[1]  # the base model's similarity survives three steps of training
+
+
+def test_cross_encoder_still_trains_exports_and_scores(tmp_path, cf_subset, versions):
+    """The other architecture, a few real steps: fresh head, pair graph with a sigmoid, parity."""
+    import pandas as pd
+
+    from ranker.config import RankerTrainConfig
+    from ranker.train import train_cross_encoder
+
+    cf = pd.read_csv(cf_subset, dtype=str, keep_default_na=False).head(120)
+    pairs = pd.DataFrame({"query_id": cf["query"], "query": cf["query"], "product_id": cf["id"],
+                          "title": cf["product_title"], "description": cf["product_description"],
+                          "gain": (cf["median_relevance"].astype(int) - 1) / 3})
+    encoder = registry.manifest(versions[0])["base_model"]
+    cfg = RankerTrainConfig(architecture="cross-encoder", max_steps=2, batch_size=8)
+    folder = train_cross_encoder(pairs, encoder, tmp_path, cfg, {"table": "test"}, progress=False)
+    manifest = registry.manifest(folder)
+    assert manifest["architecture"] == CROSS and Head.load(folder) == Head(CROSS)
+    assert manifest["train"]["steps"] == 2 and manifest["onnx_parity"]["model.onnx"] < 1e-4
+    scores = OnnxScorer(folder, "model.onnx").score(["usb cable", "red shoes"], ["Anker USB-C cable", "Nike shoe"])
+    assert scores.shape == (2,) and ((scores > 0) & (scores < 1)).all()
