@@ -35,9 +35,25 @@ COPY_THRESHOLD = 0.95
 _SENTENCE = re.compile(r"[^.!?]+[.!?]")
 
 
+REVIEW_CHARS = 400  # each review in a prompt is cut to this many characters
+SUMMARY_REVIEW_CHARS = 2500  # a summary prompt's whole review block
+
+
 def _reviews_block(reviews: Sequence[tuple[float, str]], max_chars: int) -> str:
-    lines = [f"- ({rating:g}/5) {clean_input(text, 400)}" for rating, text in reviews]
+    lines = [f"- ({rating:g}/5) {clean_input(text, REVIEW_CHARS)}" for rating, text in reviews]
     return delimit("Reviews", clean_input("\n".join(lines), max_chars).replace(" - (", "\n- ("))
+
+
+def shown_reviews(reviews: Sequence[tuple[float, str]], max_chars: int = SUMMARY_REVIEW_CHARS) -> list[str]:
+    """The cleaned review texts a summary prompt shows whole (the block stops at `max_chars`)."""
+    out, used = [], 0
+    for rating, text in reviews:
+        line = f"- ({rating:g}/5) {clean_input(text, REVIEW_CHARS)}"
+        used += len(line) + 1
+        if used > max_chars:
+            break
+        out.append(clean_input(text, REVIEW_CHARS))
+    return out
 
 
 def prepare_persona(history: Sequence[tuple[float, str]], max_chars: int = 2000) -> dict[str, Any]:
@@ -75,9 +91,41 @@ def parse_persona(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_summary(persona: str, reviews: Sequence[tuple[float, str]], history: RatingHistory,
-                    max_chars: int = 2500) -> dict[str, Any]:
+                    max_chars: int = SUMMARY_REVIEW_CHARS) -> dict[str, Any]:
     return {"persona": clean_input(persona, 400), "reviews_block": _reviews_block(reviews, max_chars),
             "rating_history": history.text()}
+
+
+def persona_extract(persona: str, reviews: Sequence[tuple[float, str]], sentences: int = 2, max_words: int = 60,
+                    model_path: str | None = None) -> str | None:
+    """SUMFORU's offline teacher summary: the review sentences closest in meaning to the persona
+    (all-MiniLM-L6-v2 cosine), in the order the reviews give them, at most `sentences` of them
+    within `max_words` words, near-copies (cosine >= COPY_THRESHOLD) skipped. Only what the summary
+    prompt shows is used (`shown_reviews`), cleaned as prompt input is (no markup, no contact
+    details): grounded by construction in what the student reads. No offline model writes a better
+    one (the seed's teacher is a 235B model). None when no shown sentence has 4 to 40 words."""
+    from generator.grounding import claim_sentences
+    from generator.retrieval import embed
+
+    pool = [c for text in shown_reviews(reviews) for c in claim_sentences(text) if len(c.split()) <= 40]
+    pool = list(dict.fromkeys(pool))
+    if not pool:
+        return None
+    vecs = embed([persona, *pool], model_path)
+    order = sorted(range(len(pool)), key=lambda i: (-float(vecs[0] @ vecs[i + 1]), i))
+    kept: list[int] = []
+    words = 0
+    for i in order:
+        n = len(pool[i].split())
+        if len(kept) == sentences:
+            break
+        if kept and words + n > max_words:
+            continue
+        if any(float(vecs[i + 1] @ vecs[j + 1]) >= COPY_THRESHOLD for j in kept):
+            continue
+        kept.append(i)
+        words += n
+    return " ".join(s if s[-1] in ".!?" else s + "." for s in (pool[i] for i in sorted(kept)))
 
 
 def suitability_target(summary: str, rating: float) -> str:

@@ -2,9 +2,9 @@
 registered (the generation task that loads it), which tables its data snapshot records, and whether
 it starts from the task's newest adapter. The CLI's choices and the weekly DAG read `RECIPES`.
 
-    relsum   sft (teacher) | grpo (reward: frozen ONNX cross-encoder) | dpo (pairs from that reward)
+    relsum   sft (teacher) | grpo (reward: the frozen ONNX ranker) | dpo (pairs from that reward)
     sumforu  sft (teacher) | anchored-sft (suitability = 2 x the persona-holder's actual rating)
-             | rlaif (GRPO with an AI judge's reward)
+             | persona-sft (grounded personas) | rlaif (GRPO with an AI judge's reward)
     exp3rt   sft (teacher distillation of preference extraction)
              rationale-sft (rating prediction: reasoning written given the observed rating, then the rating)
     rpo      sft (teacher rewrites) | grpo (RL under the 2-to-6-shot history curriculum)
@@ -130,43 +130,65 @@ def _label_rationales(lake: Lake, ds: str):
 def _rationale_sft(r: RecipeRun) -> RecipeResult:
     from generator.tasks import exp3rt
 
-    return _stored_sft(r, exp3rt.rating_task(), "", _label_rationales, "exp3rt rationale-sft")
+    return _stored_sft(r, exp3rt.rating_task(), TS.teacher_id(r.lake), _label_rationales, "exp3rt rationale-sft")
 
 
-def _stored_sft(r: RecipeRun, task, teacher_suffix: str, label, what: str) -> RecipeResult:
-    """SFT on the stored targets of `task` by the configured teacher (its id + `teacher_suffix`),
-    labelled first when there are none; the manifest counts the target scores."""
+def _stored_sft(r: RecipeRun, task, teacher_id: str, label, what: str) -> RecipeResult:
+    """SFT on the stored targets of `task` by `teacher_id`, labelled first when there are none; for
+    a task with a score, the manifest counts the target scores."""
     import json
 
     from training.sft import run_sft
 
-    stored = TS.stored(r.lake, task, TS.teacher_id(r.lake) + teacher_suffix)
+    stored = TS.stored(r.lake, task, teacher_id)
     if stored.empty:
         stored = label(r.lake, r.ds)
     tok = r.tokenizer
     data = r.limit([{"prompt": D.render(tok, task, json.loads(t.inputs)), "completion": t.output_text + tok.eos_token}
                     for t in stored.itertuples()], what)
-    scores = [t.output_text.rsplit(":", 1)[1].strip() for t in stored.itertuples()]
-    return RecipeResult(run_sft(r.base, data, r.cfg, r.out), len(data),
-                        metrics={"target_scores": {k: scores.count(k) for k in sorted(set(scores), key=int)}})
+    if not data:
+        raise ValueError(f"{what}: no training target was labelled (see the counts logged above); raise "
+                         "training.train.max_examples or check the training users in silver.review_split")
+    metrics = {}
+    if task.score:
+        scores = [t.output_text.rsplit(":", 1)[1].strip() for t in stored.itertuples()]
+        metrics["target_scores"] = {k: scores.count(k) for k in sorted(set(scores), key=int)}
+    return RecipeResult(run_sft(r.base, data, r.cfg, r.out), len(data), metrics=metrics)
 
 
 # ------------------------------------------------------------------ SUMFORU anchored suitability
 def _label_anchored(lake: Lake, ds: str):
-    """Summaries of the training users' target products with the suitability their actual rating
-    maps to -> silver.teacher_outputs (task sumforu_summary)."""
+    """Persona extracts of the training users' target products with the suitability their actual
+    rating maps to -> silver.teacher_outputs (task sumforu_summary)."""
     from generator.tasks import sumforu
-    from jobs.train.suitability import anchored_examples
+    from jobs.train.suitability import TEACHER_ID, anchored_examples
 
-    teacher_id, teacher = TS.configured_teacher(lake)
-    rows = anchored_examples(lake, teacher, lake.cfg.training.train.max_examples, lake.cfg.training.train.seed)
-    return TS.store(lake, sumforu.summary_task(), f"{teacher_id}+actual-rating", [(x["inputs"], x["completion"]) for x in rows], ds)
+    rows = anchored_examples(lake, lake.cfg.training.train.max_examples, lake.cfg.training.train.seed)
+    return TS.store(lake, sumforu.summary_task(), TEACHER_ID, [(x["inputs"], x["completion"]) for x in rows], ds)
 
 
 def _anchored_sft(r: RecipeRun) -> RecipeResult:
     from generator.tasks import sumforu
+    from jobs.train.suitability import TEACHER_ID
 
-    return _stored_sft(r, sumforu.summary_task(), "+actual-rating", _label_anchored, "sumforu anchored-sft")
+    return _stored_sft(r, sumforu.summary_task(), TEACHER_ID, _label_anchored, "sumforu anchored-sft")
+
+
+# ------------------------------------------------------------------ SUMFORU grounded personas
+def _label_personas(lake: Lake, ds: str):
+    """The training users' grounded personas -> silver.teacher_outputs (task sumforu_persona)."""
+    from generator.tasks import sumforu
+    from jobs.train.personas import TEACHER_ID, grounded_examples
+
+    rows = grounded_examples(lake, lake.cfg.training.train.max_examples, lake.cfg.training.train.seed)
+    return TS.store(lake, sumforu.persona_task(), TEACHER_ID, [(x["inputs"], x["completion"]) for x in rows], ds)
+
+
+def _persona_sft(r: RecipeRun) -> RecipeResult:
+    from generator.tasks import sumforu
+    from jobs.train.personas import TEACHER_ID
+
+    return _stored_sft(r, sumforu.persona_task(), TEACHER_ID, _label_personas, "sumforu persona-sft")
 
 
 # ------------------------------------------------------------------ RPO curriculum
@@ -195,14 +217,16 @@ RECIPES: dict[tuple[str, str], Recipe] = _recipes(
     Recipe("relsum", "sft", "relsum", _sft(TS.RELSUM), ("silver.teacher_outputs",), label=_label(TS.RELSUM),
            about="SFT on the teacher's summaries"),
     Recipe("relsum", "grpo", "relsum", _relsum_grpo, ("silver.relsum_pairs", "bronze.judgments"), from_parent=True,
-           about="GRPO against the frozen ONNX cross-encoder"),
+           about="GRPO against the frozen ONNX ranker"),
     Recipe("relsum", "dpo", "relsum", _relsum_dpo, ("silver.relsum_pairs", "bronze.judgments"), from_parent=True,
-           about="DPO on best/worst of sampled summaries under the cross-encoder"),
+           about="DPO on best/worst of sampled summaries under the ranker"),
     Recipe("sumforu", "sft", "sumforu_summary", _sft(TS.SUMFORU), ("silver.teacher_outputs",), label=_label(TS.SUMFORU),
            about="SFT on the teacher's persona summaries"),
     Recipe("sumforu", "anchored-sft", "sumforu_summary", _anchored_sft,
            ("silver.teacher_outputs", "silver.review_split", "gold.personas"), label=_label_anchored,
            about="summaries whose suitability agrees with the persona-holder's actual rating"),
+    Recipe("sumforu", "persona-sft", "sumforu_persona", _persona_sft, ("silver.teacher_outputs", "silver.review_split"),
+           label=_label_personas, about="SFT on the training users' grounded personas (best of 4, every sentence supported)"),
     Recipe("sumforu", "rlaif", "sumforu_summary", _sumforu_rlaif, ("gold.personas", "silver.review_samples"),
            from_parent=True, about="GRPO with an AI judge's reward"),
     Recipe("exp3rt", "sft", "exp3rt_preferences", _sft(TS.EXP3RT_PREFERENCES), ("silver.teacher_outputs",),

@@ -137,6 +137,23 @@ def test_grounded_persona_keeps_the_best_grounded_candidate_and_only_its_support
         dataclasses.replace(task, pick=None)
 
 
+def test_persona_extract_picks_the_review_sentences_closest_to_the_persona():
+    """Real all-MiniLM-L6-v2: the teacher summary of anchored SFT is the shoppers' own sentences."""
+    persona = "She looks for gentle shampoo that keeps curly hair soft and frizz free."
+    reviews = [(5.0, "Shipping took two weeks. My curls stay soft and frizz free all day!"),
+               (4.0, "The bottle leaked in the box. Gentle on my scalp, no itching"),
+               (5.0, "My curls stay soft and frizz free all day!"),  # a duplicate sentence is one candidate
+               (3.0, "<b>Call me</b> at 555-123-4567 about the price of this thing here.")]
+    out = sumforu.persona_extract(persona, reviews)
+    assert out == "My curls stay soft and frizz free all day! Gentle on my scalp, no itching."  # review order, '.' added
+    assert sumforu.parse_summary(sumforu.suitability_target(out, 4.0), {}) == {"summary": out, "suitability": 8}
+    one = sumforu.persona_extract(persona, reviews, sentences=1)
+    assert one == "My curls stay soft and frizz free all day!"
+    assert sumforu.persona_extract(persona, [(5.0, "Great. Love it!")]) is None  # no sentence of 4+ words
+    cleaned = sumforu.persona_extract("a shopper who asks about the price", reviews[3:], sentences=1)
+    assert cleaned and "555" not in cleaned and "<b>" not in cleaned
+
+
 def test_rationale_drops_sentences_that_state_the_rating_and_restates_the_history():
     history = exp3rt.RatingHistory(4.75, 4, 4.6, 300)
     inputs = {**exp3rt.prepare_rating("likes mild scents", "a mild lotion", history), "rating": 5}

@@ -139,19 +139,47 @@ def test_exp3rt_rationale_sft_trains_a_rating_student_on_train_reviews_that_gene
 
 
 def test_sumforu_anchored_sft_targets_suitability_from_the_actual_rating(train_lake):
+    from generator.grounding import claim_sentences
     from jobs.train import train_task
     from jobs.train.pairs import training_pairs
+    from jobs.train.suitability import TEACHER_ID
     from training import registry
 
     lake = train_lake
     report = train_task(lake, "sumforu", "anchored-sft", "2024-05-01")
     assert report.folder.parent.name == "sumforu_summary" and report.row["examples"] >= 1
     stored = lake.read_pandas("silver.teacher_outputs")
-    stored = stored[stored.teacher_id.str.endswith("+actual-rating")]
+    stored = stored[stored.teacher_id == TEACHER_ID]
     targets = training_pairs(lake, 3, lake.cfg.training.train.seed).targets
     allowed = {f"Suitability (1-10): {2 * int(r)}" for r in targets.rating}  # 1-5 stars -> 2-10
     assert len(stored) >= 1 and {t.rsplit("\n", 1)[1] for t in stored.output_text} <= allowed
+    for row in stored.itertuples():  # the summary is the product's own review sentences, nothing invented
+        summary = row.output_text.rsplit("\n", 1)[0]
+        reviews = " ".join(json.loads(row.inputs)["reviews_block"].split())
+        sentences = claim_sentences(summary)
+        assert 1 <= len(sentences) <= 2 and all(" ".join(x.rstrip(".").split()) in reviews for x in sentences), summary
     assert registry.manifest(report.folder)["recipe"] == "sumforu anchored-sft"
+
+
+def test_sumforu_persona_sft_learns_only_grounded_personas(train_lake):
+    from generator.grounding import ground
+    from generator.tasks import sumforu
+    from jobs.train import train_task
+    from jobs.train.personas import TEACHER_ID
+    from training import registry
+
+    lake = train_lake
+    report = train_task(lake, "sumforu", "persona-sft", "2024-05-01")
+    assert report.folder.parent.name == "sumforu_persona"
+    stored = lake.read_pandas("silver.teacher_outputs")
+    stored = stored[stored.teacher_id == TEACHER_ID]
+    assert set(stored.task) <= {"sumforu_persona"} and set(stored.prompt_version) <= {sumforu.persona_task().prompt_version}
+    for row in stored.itertuples():  # every sentence of every target is supported by that user's reviews
+        check = ground(row.output_text, json.loads(row.inputs)["evidence"])
+        assert check.claims and check.supported == len(check.claims), row.output_text
+    manifest = registry.manifest(report.folder)
+    assert manifest["recipe"] == "sumforu persona-sft" and manifest["examples"] == len(stored)
+    assert "target_scores" not in manifest["metrics"]  # a persona has no score
 
 
 def test_merge_writes_a_full_model_that_loads(train_lake, tmp_path):
