@@ -33,7 +33,7 @@ def judged_pairs(lake: Lake):
 # ---------------------------------------------------------------- precis train ranker
 def train_ranker(lake: Lake, untrained: bool = False, max_steps: int | None = None) -> Path:
     from generator.models import resolve
-    from ranker.train import train_cross_encoder
+    from ranker.train import train_and_export
 
     cfg = lake.cfg
     pairs = judged_pairs(lake).select("judgment_id", "query_id", "query", "product_id", "title", "description", "gain").toPandas()
@@ -53,7 +53,7 @@ def train_ranker(lake: Lake, untrained: bool = False, max_steps: int | None = No
     elif max_steps is not None:
         train_cfg.max_steps = max_steps
     base = resolve(cfg.models.encoder, cfg.cache_dir)
-    return train_cross_encoder(pairs, base, cfg.ranker_dir, train_cfg, snapshot)
+    return train_and_export(pairs, base, cfg.ranker_dir, train_cfg, snapshot)
 
 
 def ranker_folder(lake: Lake, kind: str = "trained") -> Path:

@@ -82,7 +82,7 @@ def evaluate_torch(model, pairs: pd.DataFrame, batch_size: int = 64) -> dict[str
     return {"ndcg@5": mean_ndcg(rows, 5), "r@90p": r_at_p(rows, 0.9, top_gain=1.0), "log_loss": log_loss, "pairs": len(rows)}
 
 
-def train_cross_encoder(
+def train_and_export(
     pairs: pd.DataFrame,
     base_model: str,
     root: Path,

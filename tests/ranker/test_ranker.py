@@ -155,7 +155,7 @@ def test_cross_encoder_still_trains_exports_and_scores(tmp_path, cf_subset, vers
     import pandas as pd
 
     from ranker.config import RankerTrainConfig
-    from ranker.train import train_cross_encoder
+    from ranker.train import train_and_export
 
     cf = pd.read_csv(cf_subset, dtype=str, keep_default_na=False).head(120)
     pairs = pd.DataFrame({"query_id": cf["query"], "query": cf["query"], "product_id": cf["id"],
@@ -163,7 +163,7 @@ def test_cross_encoder_still_trains_exports_and_scores(tmp_path, cf_subset, vers
                           "gain": (cf["median_relevance"].astype(int) - 1) / 3})
     encoder = registry.manifest(versions[0])["base_model"]
     cfg = RankerTrainConfig(architecture="cross-encoder", max_steps=2, batch_size=8)
-    folder = train_cross_encoder(pairs, encoder, tmp_path, cfg, {"table": "test"}, progress=False)
+    folder = train_and_export(pairs, encoder, tmp_path, cfg, {"table": "test"}, progress=False)
     manifest = registry.manifest(folder)
     assert manifest["architecture"] == CROSS and Head.load(folder) == Head(CROSS)
     assert manifest["train"]["steps"] == 2 and manifest["onnx_parity"]["model.onnx"] < 1e-4
