@@ -48,11 +48,11 @@ def shown_reviews(reviews: Sequence[tuple[float, str]], max_chars: int = SUMMARY
     """The cleaned review texts a summary prompt shows whole (the block stops at `max_chars`)."""
     out, used = [], 0
     for rating, text in reviews:
-        line = f"- ({rating:g}/5) {clean_input(text, REVIEW_CHARS)}"
-        used += len(line) + 1
+        cleaned = clean_input(text, REVIEW_CHARS)
+        used += len(f"- ({rating:g}/5) {cleaned}") + 1
         if used > max_chars:
             break
-        out.append(clean_input(text, REVIEW_CHARS))
+        out.append(cleaned)
     return out
 
 
