@@ -99,6 +99,7 @@ class TransformersBackend:
     device: str = "auto"
     threads: int = 0
     dtype: str = "auto"  # auto | float32 | bfloat16
+    adapter_scope: str = "all"  # all | score: a score-only adapter is off while text is generated
     stats: BackendStats = field(default_factory=BackendStats)
 
     def __post_init__(self) -> None:
@@ -124,6 +125,14 @@ class TransformersBackend:
 
     def render(self, messages: Messages) -> str:
         return render_prompt(self.tokenizer, messages)
+
+    def _text_adapter(self):
+        """The adapter as text generation uses it: off for a score-only adapter (`adapter_scope`)."""
+        import contextlib
+
+        if self.adapter_path and self.adapter_scope == "score":
+            return self.model.disable_adapter()
+        return contextlib.nullcontext()
 
     def _batches(self, prompts: Sequence[Messages]):
         """(prompt indices, left-padded batch) in order of prompt length, so padding stays small."""
@@ -195,7 +204,7 @@ class TransformersBackend:
                 kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-            with torch.inference_mode():
+            with torch.inference_mode(), self._text_adapter():
                 gen = self.model.generate(**batch, **kwargs)
             new = gen[:, batch["input_ids"].shape[1] :]
             for row, i in enumerate(idx):
@@ -219,6 +228,7 @@ class VLLMBackend:
     adapter_version: str | None = None
     gpu_memory_utilization: float = 0.85
     max_model_len: int = 4096
+    adapter_scope: str = "all"  # all | score: a score-only adapter is off while text is generated
     stats: BackendStats = field(default_factory=BackendStats)
 
     def __post_init__(self) -> None:
@@ -244,7 +254,8 @@ class VLLMBackend:
         t0 = time.perf_counter()
         sp = VSP(max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed)
         prefixed = bool(prompts) and prompts[0][-1]["role"] == "assistant"
-        results = self.llm.chat(list(prompts), sp, lora_request=self._lora, use_tqdm=False,
+        text_lora = None if self.adapter_scope == "score" else self._lora
+        results = self.llm.chat(list(prompts), sp, lora_request=text_lora, use_tqdm=False,
                                 add_generation_prompt=not prefixed, continue_final_message=prefixed)
         out = [Generation(r.outputs[0].text.strip(), len(r.prompt_token_ids), len(r.outputs[0].token_ids)) for r in results]
         self.stats.prompts += len(out)

@@ -46,6 +46,7 @@ class BackendSettings:
     batch_size: int
     threads: int
     dtype: str = "auto"
+    adapter_scope: str = "all"  # training.registry.SCOPES: `score` applies the adapter to the score only
 
     def load(self):
         key = tuple(vars(self).values())
@@ -53,6 +54,7 @@ class BackendSettings:
             from generator.backends import load_backend
 
             options = {"batch_size": self.batch_size, "threads": self.threads, "dtype": self.dtype} if self.kind == "transformers" else {}
+            options["adapter_scope"] = self.adapter_scope
             _BACKENDS[key] = load_backend(
                 self.kind, self.model_path, self.model_id, self.adapter_path,
                 None if self.adapter_version == "base" else self.adapter_version, **options,

@@ -51,6 +51,21 @@ def content_hash(folder: Path) -> str:
     return h.hexdigest()
 
 
+SCOPES = ("all", "score")  # what generation applies an adapter to: everything, or a task's score only
+
+
+def scope(folder: Path | None) -> str:
+    """What generation applies the adapter to (its manifest's `scope`; `all` when it has none):
+    `score` adapters were trained on a task's score alone, so the text before the score is
+    generated with the adapter off and only the score is read with it on."""
+    if folder is None:
+        return "all"
+    found = manifest(folder).get("scope", "all")
+    if found not in SCOPES:
+        raise ValueError(f"adapter {folder}: scope {found!r} is not one of {SCOPES}; fix its {MANIFEST}")
+    return found
+
+
 def tag(folder: Path | None) -> str:
     """What tables record for this adapter: `vNNNN-<8 hex>`, or `base` for no adapter. Adapters
     registered before content hashes were recorded are hashed on the fly."""

@@ -53,6 +53,9 @@ class ScoreSpec:
     cut_at: str  # case-insensitive regex: where the model's own attempt at the label starts
     field: str  # the parser's key for the integer score, e.g. "predicted_rating"
     reading: str = "median"  # median | rounded-expected: which choice the text gets (in prompt_version)
+    # a str.format template over the task's inputs, put on its own line between the free text and
+    # the label (e.g. the rating history): what the model reads right before it scores
+    lead: str = ""
 
     def __post_init__(self) -> None:
         if self.reading not in ("median", "rounded-expected"):
@@ -61,6 +64,11 @@ class ScoreSpec:
             [float(c) for c in self.choices]
         except ValueError as exc:
             raise ValueError(f"score {self.field}: choices must be numbers, got {self.choices}") from exc
+
+    def reply(self, text: str, inputs: dict[str, Any]) -> str:
+        """The reply the score is read after: `text` (already cut), the lead line if any, the label."""
+        lead = self.lead.format(**inputs) + "\n" if self.lead else ""
+        return f"{text.rstrip()}\n{lead}{self.label}"
 
     def fields(self, dist) -> dict[str, float]:
         return {f"{self.field}_expected": round(dist.expected, 6), f"{self.field}_entropy": round(dist.entropy, 6)}
@@ -94,7 +102,8 @@ class Task:
 
     @property
     def prompt_version(self) -> str:
-        score = f"{self.score.label}{self.score.choices}{self.score.cut_at}{self.score.reading}" if self.score else ""
+        score = (f"{self.score.label}{self.score.choices}{self.score.cut_at}{self.score.reading}{self.score.lead}"
+                 if self.score else "")
         best = f"best of {self.candidates} by {self.pick.__module__}.{self.pick.__qualname__}" if self.pick else ""
         text = f"{self.name}\n{self.system}\n{self.template}\n{self.reply_prefix}\n{score}\n{self.rules_version}{best}"
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -113,9 +122,9 @@ def _with_score(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], 
     spec = task.score
     assert spec is not None
     cut = []
-    for text in texts:
+    for text, x in zip(texts, inputs):
         found = re.compile(spec.cut_at, re.IGNORECASE).search(text, len(task.reply_prefix))
-        cut.append((text[: found.start()] if found else text).rstrip() + "\n" + spec.label)
+        cut.append(spec.reply(text[: found.start()] if found else text, x))
     dists = backend.score([task.messages(i, reply=c) for i, c in zip(inputs, cut)], spec.choices)
     return [f"{c} {d.pick(spec.reading)}" for c, d in zip(cut, dists)], dists
 

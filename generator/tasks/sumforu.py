@@ -134,7 +134,14 @@ def suitability_target(summary: str, rating: float) -> str:
     return f"{summary}\nSuitability (1-10): {2 * int(round(rating))}"
 
 
+# The score is read after the summary and this line (ScoreSpec.lead): the persona-holder's rating
+# history, the strongest single predictor of their rating, right where the score is decided.
+SCORE_LEAD = "Past ratings: {rating_history}"
+
+
 def parse_summary(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    if "rating_history" in inputs:  # the lead line is the prompt's, not the model's summary
+        text = text.replace(SCORE_LEAD.format(**inputs), " ")
     out = clean_output(text)
     matches = list(_SCORE.finditer(out))
     if not matches:
@@ -163,4 +170,5 @@ def persona_task() -> Task:
 def summary_task() -> Task:
     return Task("sumforu_summary", SYSTEM, SUMMARY_TEMPLATE, parse_summary, SamplingParams(max_new_tokens=100),
                 score=ScoreSpec("Suitability (1-10):", tuple(str(i) for i in range(1, 11)), cut_at=r"\bsuitability\b",
-                                field="suitability"))
+                                field="suitability", lead=SCORE_LEAD),
+                rules_version="2")  # 2: the score's lead line is not part of the summary

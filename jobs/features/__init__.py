@@ -65,7 +65,7 @@ def backend_settings(lake: Lake, key: str) -> BackendSettings:
     task = JOBS[key].name
     folder = registry.select(lake.cfg.adapters_dir, task, g.adapters.get(task, "latest"))
     return BackendSettings(g.backend, resolve(name, lake.cfg.cache_dir), name, str(folder) if folder else None,
-                           registry.tag(folder), g.batch_size, g.threads, g.dtype)
+                           registry.tag(folder), g.batch_size, g.threads, g.dtype, registry.scope(folder))
 
 
 def current_rows(lake: Lake, key: str):

@@ -60,10 +60,17 @@ class Recipe:
     from_parent: bool = False  # RL methods start from the task's newest adapter
     label: Callable[[Lake, str], Any] | None = None  # `--teacher-only`: label the training set, no training
     about: str = ""
+    # what generation applies the adapter to (training.registry.SCOPES): `all`, or `score` for an
+    # adapter trained on a task's score alone (the text is then the base model's)
+    scope: str = "all"
 
     def __post_init__(self) -> None:
+        from training.registry import SCOPES
+
         if not self.task or not self.method or not self.adapter_task:
             raise ValueError("a recipe needs its task, method and adapter task")
+        if self.scope not in SCOPES:
+            raise ValueError(f"recipe {self.task} {self.method}: scope must be one of {SCOPES}, got {self.scope!r}")
 
 
 def _no_io(row: dict[str, Any]) -> dict[str, Any]:
@@ -133,9 +140,15 @@ def _rationale_sft(r: RecipeRun) -> RecipeResult:
     return _stored_sft(r, exp3rt.rating_task(), TS.teacher_id(r.lake), _label_rationales, "exp3rt rationale-sft")
 
 
-def _stored_sft(r: RecipeRun, task, teacher_id: str, label, what: str) -> RecipeResult:
-    """SFT on the stored targets of `task` by `teacher_id`, labelled first when there are none; for
-    a task with a score, the manifest counts the target scores."""
+def _whole_targets(tok, task, targets: list[tuple[dict[str, Any], str]]) -> list[dict[str, str]]:
+    """SFT rows with the loss on the whole target."""
+    return [{"prompt": D.render(tok, task, inputs), "completion": target + tok.eos_token} for inputs, target in targets]
+
+
+def _stored_sft(r: RecipeRun, task, teacher_id: str, label, what: str, examples=_whole_targets) -> RecipeResult:
+    """SFT on the stored targets of `task` by `teacher_id`, labelled first when there are none;
+    `examples(tokenizer, task, [(inputs, target)])` makes the SFT rows. For a task with a score,
+    the manifest counts the target scores."""
     import json
 
     from training.sft import run_sft
@@ -143,15 +156,14 @@ def _stored_sft(r: RecipeRun, task, teacher_id: str, label, what: str) -> Recipe
     stored = TS.stored(r.lake, task, teacher_id)
     if stored.empty:
         stored = label(r.lake, r.ds)
-    tok = r.tokenizer
-    data = r.limit([{"prompt": D.render(tok, task, json.loads(t.inputs)), "completion": t.output_text + tok.eos_token}
-                    for t in stored.itertuples()], what)
+    targets = [(json.loads(t.inputs), t.output_text) for t in stored.itertuples()]
+    data = r.limit(examples(r.tokenizer, task, targets), what)
     if not data:
         raise ValueError(f"{what}: no training target was labelled (see the counts logged above); raise "
                          "training.train.max_examples or check the training users in silver.review_split")
     metrics = {}
     if task.score:
-        scores = [t.output_text.rsplit(":", 1)[1].strip() for t in stored.itertuples()]
+        scores = [t.rsplit(":", 1)[1].strip() for _, t in targets]
         metrics["target_scores"] = {k: scores.count(k) for k in sorted(set(scores), key=int)}
     return RecipeResult(run_sft(r.base, data, r.cfg, r.out), len(data), metrics=metrics)
 
@@ -169,9 +181,10 @@ def _label_anchored(lake: Lake, ds: str):
 
 def _anchored_sft(r: RecipeRun) -> RecipeResult:
     from generator.tasks import sumforu
-    from jobs.train.suitability import TEACHER_ID
+    from jobs.train.suitability import TEACHER_ID, balanced, score_examples
 
-    return _stored_sft(r, sumforu.summary_task(), TEACHER_ID, _label_anchored, "sumforu anchored-sft")
+    return _stored_sft(r, sumforu.summary_task(), TEACHER_ID, _label_anchored, "sumforu anchored-sft",
+                       lambda tok, task, targets: balanced(score_examples(tok, task, targets)))
 
 
 # ------------------------------------------------------------------ SUMFORU grounded personas
@@ -223,8 +236,8 @@ RECIPES: dict[tuple[str, str], Recipe] = _recipes(
     Recipe("sumforu", "sft", "sumforu_summary", _sft(TS.SUMFORU), ("silver.teacher_outputs",), label=_label(TS.SUMFORU),
            about="SFT on the teacher's persona summaries"),
     Recipe("sumforu", "anchored-sft", "sumforu_summary", _anchored_sft,
-           ("silver.teacher_outputs", "silver.review_split", "gold.personas"), label=_label_anchored,
-           about="summaries whose suitability agrees with the persona-holder's actual rating"),
+           ("silver.teacher_outputs", "silver.review_split", "gold.personas"), label=_label_anchored, scope="score",
+           about="the suitability (loss on the score alone) from the persona-holder's actual rating"),
     Recipe("sumforu", "persona-sft", "sumforu_persona", _persona_sft, ("silver.teacher_outputs", "silver.review_split"),
            label=_label_personas, about="SFT on the training users' grounded personas (best of 4, every sentence supported)"),
     Recipe("sumforu", "rlaif", "sumforu_summary", _sumforu_rlaif, ("gold.personas", "silver.review_samples"),

@@ -1,9 +1,18 @@
-"""SUMFORU's summary student, anchored to real preferences: training targets whose suitability
+"""SUMFORU's suitability student, anchored to real preferences: training targets whose suitability
 agrees with the persona-holder's actual rating of the product (1-5 stars -> suitability 2, 4, 6, 8,
-10), with the summary the product's own review sentences closest to that persona
+10), after a summary of the product's own review sentences closest to that persona
 (`generator.tasks.sumforu.persona_extract`). No LLM writes the target: the 135M base model repeats
 itself and invents, and the seed's 235B teacher does not exist offline; an extract is grounded by
 construction and costs an embedding instead of a generation.
+
+The student learns the score only (`score_examples`): the loss is on the suitability, read exactly
+where the daily job reads it (after the summary, the persona-holder's rating history and the score
+label: `ScoreSpec.reply`). A
+40-step run that also learnt the extracts as summaries wrote mostly empty or title-only summaries
+and scored everything 10; trained on the score alone, the summaries stay the base model's. The
+targets are mostly 10 (most shoppers give 5 stars), so the rarer scores are repeated
+(`balanced`) until each is at least `MIN_SHARE` of the most common one, at most `MAX_COPIES`
+times each.
 
 The training pairs (`jobs.train.pairs`) are users the evaluation never uses, each with its newest
 train review as the target. The persona comes from the reviews before it, by the daily persona
@@ -25,6 +34,8 @@ log = logging.getLogger(__name__)
 
 SUMMARY_REVIEWS = 20  # reviews of the product in a summary prompt, as the daily job gives them
 TEACHER_ID = "persona-extract+actual-rating"  # what silver.teacher_outputs records as the targets' author
+MIN_SHARE = 0.25  # each target score is repeated until it is at least this share of the most common one ...
+MAX_COPIES = 4  # ... or each of its rows is there this many times
 
 
 def anchored_examples(lake: Lake, limit: int, seed: int) -> list[dict[str, Any]]:
@@ -49,4 +60,39 @@ def anchored_examples(lake: Lake, limit: int, seed: int) -> list[dict[str, Any]]
             out.append({**r, "completion": sumforu.suitability_target(summary, r["rating"])})
     log.info("sumforu anchored targets: %d of %d training users (%d without persona or reviews, %d without a usable "
              "review sentence)", len(out), len(targets), len(targets) - len(rows), len(rows) - len(out))
+    return out
+
+
+def score_examples(tokenizer, task, targets: list[tuple[dict[str, Any], str]]) -> list[dict[str, str]]:
+    """SFT rows whose loss is on the score alone: the prompt is the daily job's scoring prompt (the
+    summary prompt, then as the reply the target's summary, the score's lead line and label,
+    `ScoreSpec.reply`) and the completion the target score and EOS. `targets`: (inputs,
+    '<summary>\n<label> <score>') pairs."""
+    from generator.backends import render_prompt
+
+    label = task.score.label
+    out = []
+    for inputs, target in targets:
+        summary, _, score = target.rpartition(label)
+        if not summary or not score.strip():
+            raise ValueError(f"a {task.name} target has no '{label} N' at its end: {target[-80:]!r}")
+        prompt = render_prompt(tokenizer, task.messages(inputs, reply=task.score.reply(summary, inputs)))
+        out.append({"prompt": prompt, "completion": " " + score.strip() + tokenizer.eos_token})
+    return out
+
+
+def balanced(rows: list[dict[str, str]], min_share: float = MIN_SHARE, max_copies: int = MAX_COPIES) -> list[dict[str, str]]:
+    """`rows` with the rows of each completion (score) repeated until that score is at least
+    `min_share` of the most common one's count, or each of its rows is there `max_copies` times
+    (the copies are appended; the trainer shuffles)."""
+    by: dict[str, list[dict[str, str]]] = {}
+    for r in rows:
+        by.setdefault(r["completion"], []).append(r)
+    if not by:
+        return []
+    top = max(len(v) for v in by.values())
+    out = list(rows)
+    for group in by.values():
+        copies = min(-(-int(top * min_share) // len(group)), max_copies)  # ceil(wanted / n), capped
+        out += group * (copies - 1)
     return out

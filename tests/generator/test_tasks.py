@@ -167,3 +167,14 @@ def test_rationale_drops_sentences_that_state_the_rating_and_restates_the_histor
     assert exp3rt.rating_target("x.", 4.0) == " x.\nRating (1-5): 4"
     assert exp3rt.RatingHistory(None, 0, 5.0, 1).text() == (
         "this user has no earlier ratings; shoppers of this product gave 5.0/5 on average over 1 review.")
+
+
+def test_summary_score_is_read_after_the_rating_history_which_is_not_part_of_the_summary():
+    history = "this user gave 2.0/5 on average over 3 reviews; shoppers of this product gave 4.5/5 on average over 9 reviews."
+    inputs = {"persona": "p", "rating_history": history, "reviews_block": "r"}
+    spec = sumforu.summary_task().score
+    reply = spec.reply("Mild and gentle on skin.  ", inputs)
+    assert reply == f"Mild and gentle on skin.\nPast ratings: {history}\nSuitability (1-10):"
+    assert sumforu.parse_summary(reply + " 4", inputs) == {"summary": "Mild and gentle on skin.", "suitability": 4}
+    # without the inputs the history is just text: its sentence would be taken for the summary
+    assert sumforu.parse_summary(reply + " 4", {})["summary"] != "Mild and gentle on skin."

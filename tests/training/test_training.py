@@ -159,6 +159,62 @@ def test_sumforu_anchored_sft_targets_suitability_from_the_actual_rating(train_l
         sentences = claim_sentences(summary)
         assert 1 <= len(sentences) <= 2 and all(" ".join(x.rstrip(".").split()) in reviews for x in sentences), summary
     assert registry.manifest(report.folder)["recipe"] == "sumforu anchored-sft"
+    # trained on the score alone: generation writes the text with the adapter off, reads the score with it on
+    assert registry.scope(report.folder) == "score"
+    import torch
+
+    from generator.backends import TransformersBackend
+    from jobs.train.datasets import base_model
+
+    backend = TransformersBackend(base_model(lake), "smollm2", str(report.folder), registry.tag(report.folder),
+                                  threads=1, dtype="float32", adapter_scope="score")
+    ids = backend.tokenizer("Suitability (1-10):", return_tensors="pt")
+    with torch.inference_mode():
+        scored = backend.model(**ids).logits
+        with backend._text_adapter():
+            text = backend.model(**ids).logits
+            with backend.model.disable_adapter():
+                base = backend.model(**ids).logits
+    assert torch.equal(text, base) and not torch.equal(scored, base)
+
+
+def test_sumforu_score_examples_put_the_loss_on_the_score_where_the_daily_job_reads_it():
+    from generator.backends import render_prompt
+    from generator.tasks import sumforu
+    from generator.tasks.base import _with_score
+    from jobs.train.suitability import score_examples
+
+    class Tok:  # the chat template's shape; the real tokenizer renders the same way (render_prompt)
+        eos_token = "<eos>"
+
+        def apply_chat_template(self, messages, tokenize, **kw):
+            return "|".join(f"{m['role']}:{m['content']}" for m in messages)
+
+    class ScoreOnly:  # a backend that records the prompt each score is read from
+        def score(self, prompts, choices):
+            self.prompts = prompts
+            return [type("D", (), {"pick": lambda self, reading: "6"})() for _ in prompts]
+
+    task = sumforu.summary_task()
+    inputs = {"persona": "Likes mild soap.", "rating_history": "none", "reviews_block": '"""- (5/5) mild"""'}
+    [row] = score_examples(Tok(), task, [(inputs, sumforu.suitability_target("Mild and gentle.", 3.0))])
+    assert row["completion"] == " 6<eos>"
+    backend = ScoreOnly()
+    _with_score(backend, task, [inputs], ["Mild and gentle.\nSuitability: 9"])
+    assert row["prompt"] == render_prompt(Tok(), backend.prompts[0])  # trained exactly where it is read
+    with pytest.raises(ValueError, match="no 'Suitability"):
+        score_examples(Tok(), task, [(inputs, "a summary without a score")])
+
+
+def test_balanced_repeats_rare_scores_up_to_a_cap():
+    from jobs.train.suitability import balanced
+
+    rows = [{"completion": " 10", "i": i} for i in range(40)] + [{"completion": " 8", "i": 0}, {"completion": " 8", "i": 1}]
+    rows += [{"completion": " 2", "i": 0}]
+    out = balanced(rows, min_share=0.25, max_copies=6)
+    counts = {c: sum(r["completion"] == c for r in out) for c in (" 10", " 8", " 2")}
+    assert counts == {" 10": 40, " 8": 10, " 2": 6}  # 10 wanted: 8 has 5 copies of each row; 2 is capped at 6
+    assert out[: len(rows)] == rows and balanced([]) == []
 
 
 def test_sumforu_persona_sft_learns_only_grounded_personas(train_lake):
