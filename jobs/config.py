@@ -163,6 +163,13 @@ class GenerationConfig(_Section):
         "products (what a shop precomputes, with no ground truth); or `both`.",
     )
     item_reviews: int = Field(default=8, ge=1, description="Sampled reviews per product whose preferences build its profile.")
+    rerank_candidates: int = Field(
+        default=0, ge=0,
+        description="EXP3RT top-k reranking: ratings are also predicted for this many products per user that the "
+        "user never reviewed (from the products with an item profile, in a seeded order), so the signal table "
+        "can rank each user's held-out product among them (NDCG@5, Recall@5). 0: off; use 5 or more, since "
+        "with 5 candidates in all every one is in the top 5.",
+    )
     history_k: int = Field(default=3, ge=1, description="RPO: history items retrieved per rewrite.")
 
 

@@ -73,6 +73,7 @@ SMALL_GENERATION = {
     "generation__n_products": "2",
     "generation__relsum_max_products": "3",
     "generation__item_reviews": "2",
+    "generation__rerank_candidates": "1",
     "generation__chunk_size": "4",
     "generation__batch_size": "4",
     "generation__max_attempts": "2",

@@ -4,6 +4,11 @@ step-by-step reasoning followed by a 1-5 rating prediction for (user, product).
 Only train reviews feed preferences and profiles (`silver.review_split`), so a held-out pair's
 actual rating is ground truth the prediction never saw. The prediction must beat the baselines a
 recommender would otherwise use on the same pairs (global, user and item means, leave-one-out).
+
+The seed's second use, top-k reranking: with `generation.rerank_candidates`, ratings are also
+predicted for products each user never reviewed (`selection.candidate_pairs`), and the signal table
+ranks each user's held-out product among them by expected rating, against popularity and item-mean
+orderings (`ground_truth.topk_metrics`).
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ import json
 import pandas as pd
 
 from jobs.features import ground_truth
-from jobs.features.selection import (latest, pair_products, rating_history, selected_pairs, selected_users,
-                                     train_rating_stats)
+from jobs.features.selection import (candidate_pairs, latest, pair_products, rating_history, selected_pairs,
+                                     selected_users, train_rating_stats)
 from jobs.features.spec import FeatureJob, MetricRow, ScoreColumn, Seed, Signal, TextColumn
 from jobs.generation import GenerationJob
 from jobs.lake import Lake
@@ -159,7 +164,8 @@ def _rating_inputs(lake: Lake):
     up = current_rows(lake, "user_profiles").select("user_id", F.col("profile").alias("user_profile"))
     ip = current_rows(lake, "item_profiles").select("product_id", F.col("profile").alias("item_profile"))
     users, items = train_rating_stats(lake)
-    return (actual_ratings(lake, selected_pairs(lake)).join(up, "user_id").join(ip, "product_id")
+    pairs = selected_pairs(lake).unionByName(candidate_pairs(lake)).distinct()
+    return (actual_ratings(lake, pairs).join(up, "user_id").join(ip, "product_id")
             .join(users, "user_id", "left").join(items, "product_id", "left"))
 
 
@@ -168,8 +174,11 @@ def _stored_actual(lake: Lake, rows: pd.DataFrame) -> pd.Series:
 
 
 def rating_metrics(lake: Lake, rows: pd.DataFrame) -> list[MetricRow]:
+    split = lake.read_pandas(T.SILVER_REVIEW_SPLIT, ["user_id", "product_id", "rating", "split", "ds"])
+    split = split[split.ds == split.ds.max()]
     return (ground_truth.rating_metrics(rows, ground_truth.reviews(lake))
-            + ground_truth.expected_value_metrics(rows["predicted_rating_expected"], rows["actual_rating"]))
+            + ground_truth.expected_value_metrics(rows["predicted_rating_expected"], rows["actual_rating"])
+            + ground_truth.topk_metrics(rows, split))
 
 
 RATINGS = FeatureJob(
@@ -194,6 +203,10 @@ RATINGS = FeatureJob(
                question=f"does the expected rating move with the input (std > {ground_truth.EXPECTED_MIN_STD})?"),
         Signal("mode_share", "lower", baseline="actual_mode_share", margin=0.05,
                question="is it no more concentrated than the actual ratings (within 5 points)?"),
+        Signal("topk_ndcg@5", "higher", baseline="popularity_topk_ndcg@5",
+               question="ranking a user's candidates by expected rating: does it beat popularity (NDCG@5)?"),
+        Signal("topk_ndcg@5", "higher", baseline="item_mean_topk_ndcg@5",
+               question="... and the item's mean rating (NDCG@5)?"),
     ),
 )
 

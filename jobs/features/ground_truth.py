@@ -90,3 +90,44 @@ def expected_value_metrics(expected: pd.Series, actual: pd.Series, scale: float 
         rows += [("expected_spearman", spearman(e, a), int(known.sum())),
                  ("expected_mae", float((e - scale * a).abs().mean()), int(known.sum()))]
     return rows
+
+
+TOPK = 5  # top-k reranking is measured at this depth
+RELEVANT_STARS = 4.0  # a held-out product the user rated at least this is one to rank high
+
+
+def topk_metrics(pred: pd.DataFrame, split: pd.DataFrame, k: int = TOPK) -> list[MetricRow]:
+    """EXP3RT's top-k reranking. For each user whose held-out product (in `split`, one snapshot of
+    silver.review_split) they rated >= RELEVANT_STARS, and who has more than `k` candidates, the
+    candidates are that product and the user's predicted products they never reviewed (those
+    without an `actual_rating`); they are ranked by `predicted_rating_expected`, by popularity (train
+    reviews of the product) and by the item's train mean rating (ties: product id, as
+    `ranker.metrics`). NDCG@k and Recall@k of the held-out product, averaged over those users;
+    nothing when no user qualifies."""
+    from ranker.metrics import ndcg_at_k, rank_items
+
+    train = split[split.split == "train"]
+    popularity = train.groupby("product_id").size().astype(float)
+    item_mean = train.groupby("product_id").rating.mean()
+    held = split[(split.split != "train") & (split.rating >= RELEVANT_STARS)]
+    relevant = held.groupby("user_id").product_id.agg(set)
+    orders = {"": lambda g: g.predicted_rating_expected.astype(float),
+              "popularity_": lambda g: g.product_id.map(popularity).fillna(0.0),
+              "item_mean_": lambda g: g.product_id.map(item_mean).fillna(float(train.rating.mean()))}
+    found: dict[str, list[tuple[float, float]]] = {name: [] for name in orders}
+    for user, g in pred.groupby("user_id"):
+        mine = relevant.get(user, set())
+        g = g[g.product_id.isin(mine) | g.actual_rating.isna()]
+        if not mine & set(g.product_id) or len(g) <= k:
+            continue
+        gains = {p: float(p in mine) for p in g.product_id}
+        for name, order in orders.items():
+            scores = dict(zip(g.product_id, order(g)))
+            top = rank_items(list(scores.items()))[:k]
+            found[name].append((ndcg_at_k(scores, gains, k), sum(gains[p] for p in top) / sum(gains.values())))
+    rows: list[MetricRow] = []
+    for name, values in found.items():
+        if values:
+            rows += [(f"{name}topk_ndcg@{k}", float(np.mean([v[0] for v in values])), len(values)),
+                     (f"{name}topk_recall@{k}", float(np.mean([v[1] for v in values])), len(values))]
+    return rows

@@ -122,6 +122,21 @@ def selected_pairs(lake: Lake):
     return heldout.unionByName(cross).distinct()
 
 
+def candidate_pairs(lake: Lake):
+    """EXP3RT's reranking candidates: per selected user, up to `generation.rerank_candidates`
+    products that have an item profile (`pair_products`) and that the user never reviewed, in a
+    seeded hash order of (user, product). They have no actual rating: the signal table ranks each
+    user's held-out product among them."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    reviewed = lake.read("bronze.reviews").select("user_id", "product_id").distinct()
+    pool = selected_users(lake).select("user_id").crossJoin(pair_products(lake)).join(reviewed, ["user_id", "product_id"], "left_anti")
+    h = F.sha2(F.concat_ws(":", F.lit(str(lake.cfg.filter.seed)), "user_id", "product_id"), 256)
+    order = F.row_number().over(Window.partitionBy("user_id").orderBy(h, "product_id"))
+    return pool.withColumn("r", order).where(F.col("r") <= lake.cfg.generation.rerank_candidates).select("user_id", "product_id")
+
+
 def pair_products(lake: Lake):
     """Every product that appears in a selected pair or among the golden products."""
     return selected_pairs(lake).select("product_id").unionByName(golden_products(lake).select("product_id")).distinct()

@@ -94,9 +94,15 @@ def test_every_gold_table_is_filled_and_every_row_valid(generated_lake):
     split = lake.read_pandas("silver.review_split")
     held = split[split.split == "heldout"]
     ratings = lake.read_pandas("gold.rating_predictions")
-    assert len(ratings) and ratings.actual_rating.notna().all()
     pairs = set(zip(held.user_id, held.product_id))
-    assert set(zip(ratings.user_id, ratings.product_id)) <= pairs
+    evaluated = ratings[[p in pairs for p in zip(ratings.user_id, ratings.product_id)]]
+    assert len(evaluated) and evaluated.actual_rating.notna().all()
+    # the rest are reranking candidates (generation.rerank_candidates: 1 per user), never reviewed
+    candidates = ratings.drop(evaluated.index)
+    reviews = lake.read_pandas("bronze.reviews", ["user_id", "product_id"])
+    reviewed = set(zip(reviews.user_id, reviews.product_id))
+    assert 1 <= len(candidates) <= ratings.user_id.nunique() and candidates.actual_rating.isna().all()
+    assert not set(zip(candidates.user_id, candidates.product_id)) & reviewed
     assert not lake.read_pandas("silver.review_preferences").review_id.isin(held.review_id).any()
 
 
