@@ -86,6 +86,36 @@ def pr_curves(scores: pd.DataFrame, out: Path) -> Path | None:
     return out
 
 
+def ndcg_plot(metrics: pd.DataFrame, out: Path) -> Path | None:
+    """NDCG@5 per product-text variant (all, head and tail queries), each labelled with its coverage
+    (the share of the evaluation pairs whose product has that text)."""
+    ndcg = metrics[metrics.metric.str.upper() == "NDCG@5"]
+    if ndcg.empty:
+        return None
+    wide = ndcg.pivot_table(index="variant", columns="split", values="value", aggfunc="first")
+    wide = wide.sort_values("all" if "all" in wide.columns else wide.columns[0])
+    cover = metrics[(metrics.metric.str.upper() == "COVERAGE") & (metrics.split == "all")].set_index("variant").value
+    splits = [s for s in ("all", "head", "tail") if s in wide.columns]
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(wide) * max(len(splits), 1) / 2))
+    height = 0.8 / len(splits)
+    y = np.arange(len(wide))
+    for k, split in enumerate(splits):
+        ax.barh(y + k * height, wide[split].to_numpy(), height=height, label=split)
+    for i, variant in enumerate(wide.index):
+        if variant in cover.index:
+            ax.text(1.005, i + (len(splits) - 1) * height / 2, f"{cover[variant]:.0%}", va="center", fontsize=7)
+    lo = max(0.0, np.floor((np.nanmin(wide[splits].to_numpy()) - 0.05) * 10) / 10)  # the differences are small
+    ax.set_yticks(y + (len(splits) - 1) * height / 2, wide.index)
+    ax.set(xlabel=f"NDCG@5 (axis from {lo:.1f}; coverage on the right)", xlim=(lo, 1),
+           title="NDCG@5 per product-text variant (held-out queries)")
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(1.06, 0))
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def length_plot(lake: Lake, out: Path) -> Path | None:
     from jobs.features import JOBS
 
@@ -225,6 +255,9 @@ def write_report(lake: Lake, ds: str) -> Path:
         n_q = int(metrics.n_queries.max())
         md.append(f"{metrics.ds.iloc[0]}, {n_q} queries, ranker {metrics.ranker_version.dropna().iloc[0] if metrics.ranker_version.notna().any() else '-'}\n\n")
         md.append(_table(ranking_table(metrics)))
+        plot = ndcg_plot(metrics, folder / "ndcg.png")
+        if plot:
+            md.append(f"\n![NDCG@5 per variant]({plot.name})\n")
         plot = pr_curves(_latest(lake.read_pandas(T.EVAL_RANKING_SCORES), ds), folder / "pr_curves.png")
         if plot:
             md.append(f"\n![precision-recall curves]({plot.name})\n")

@@ -2,7 +2,8 @@
 items of the user's train history most similar to it.
 
 Ground truth: the user's own review of the product (held-out pairs have one). A rewrite that
-carries the user's voice is closer to that review than the generic text is (ROUGE-L).
+carries the user's voice is closer to that review than the generic text is: in words (ROUGE-L,
+`rouge-score`) and in meaning (cosine of all-MiniLM-L6-v2 embeddings, `generator.retrieval`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def _inputs(lake: Lake):
 
 
 def rewrite_metrics(lake: Lake, rows: pd.DataFrame) -> list[MetricRow]:
-    """ROUGE-L of the rewrite and of the generic text against the user's actual review."""
+    """ROUGE-L and MiniLM cosine of the rewrite and of the generic text against the user's actual review."""
+    from generator.retrieval import embed
+
     truth = ground_truth.pair_truth(lake, rows[["user_id", "product_id"]])["actual_review"]
     known = truth.notna().to_numpy()
     n = int(known.sum())
@@ -65,7 +68,11 @@ def rewrite_metrics(lake: Lake, rows: pd.DataFrame) -> list[MetricRow]:
     ref = truth[known].tolist()
     personal = [rouge_l(c, r) for c, r in zip(rows.loc[known, "personalized_text"], ref)]
     generic = [rouge_l(c, r) for c, r in zip(rows.loc[known, "generic_text"], ref)]
-    return [("rouge_l_vs_review", float(np.mean(personal)), n), ("generic_rouge_l_vs_review", float(np.mean(generic)), n)]
+    vecs = embed([*ref, *rows.loc[known, "personalized_text"], *rows.loc[known, "generic_text"]])
+    truth_v, personal_v, generic_v = vecs[:n], vecs[n : 2 * n], vecs[2 * n :]
+    return [("rouge_l_vs_review", float(np.mean(personal)), n), ("generic_rouge_l_vs_review", float(np.mean(generic)), n),
+            ("cosine_vs_review", float(np.mean((personal_v * truth_v).sum(1))), n),
+            ("generic_cosine_vs_review", float(np.mean((generic_v * truth_v).sum(1))), n)]
 
 
 REWRITES = FeatureJob(
@@ -78,7 +85,9 @@ REWRITES = FeatureJob(
     echo=(r"generic text\s*:", r"past reviews\s*:"),
     metrics=rewrite_metrics,
     signals=(Signal("rouge_l_vs_review", "higher", baseline="generic_rouge_l_vs_review",
-                    question="is the rewrite closer to the user's own review than the generic text?"),),
+                    question="is the rewrite closer to the user's own review than the generic text, in words?"),
+             Signal("cosine_vs_review", "higher", baseline="generic_cosine_vs_review",
+                    question="... and in meaning (MiniLM cosine)?")),
 )
 
 SEED = Seed("rpo", (REWRITES,))

@@ -86,6 +86,7 @@ def test_daily_dag_runs_every_task_and_ends_with_the_report(daily):
     assert "| bronze | " in text and "PASSED" in text and "FAILED" not in text
     assert "| summary:base |" in text and "| none |" in text and "| bm25 |" in text
     assert (report.parent / "pr_curves.png").stat().st_size > 5000
+    assert (report.parent / "ndcg.png").stat().st_size > 5000 and "![NDCG@5 per variant](ndcg.png)" in text
     # what rankers read is the published summary
     from deltalake import DeltaTable
 

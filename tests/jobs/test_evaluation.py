@@ -52,11 +52,15 @@ def test_evaluate_generation_and_report(generated_lake, tmp_path, spark):
     assert (m[m.metric == "mean_chars"].value > 0).all()
     assert (m[m.metric == "distinct_2"].value.between(0, 1)).all() and set(m.metric) >= {"template_echo_share", "repeated_3gram_share"}
     rating = m[m.task == "exp3rt_rating"].set_index("metric")
-    # every held-out pair has an actual rating; the baselines are computed on the same pairs
-    assert rating.loc["mae", "n"] == rating.loc["user_mean_mae", "n"] == rating.loc["validity", "n"] - \
-        lake.read_pandas("silver.generation_failures").query("task == 'exp3rt_rating'").shape[0]
+    # every held-out pair has an actual rating (reranking candidates have none); the baselines are
+    # computed on the same pairs
+    rated = lake.read_pandas("gold.rating_predictions").actual_rating.notna().sum()
+    assert rating.loc["mae", "n"] == rating.loc["user_mean_mae", "n"] == rated > 0
     assert {"spearman", "global_mean_mae", "item_mean_mae", "mode_share", "actual_mode_share"} <= set(rating.index)
-    assert "rouge_l_vs_review" in set(m[m.task == "rpo"].metric)
+    rpo = m[m.task == "rpo"].set_index("metric")
+    assert {"rouge_l_vs_review", "generic_rouge_l_vs_review"} <= set(rpo.index)
+    cosines = rpo.loc[["cosine_vs_review", "generic_cosine_vs_review"]]
+    assert cosines.value.between(-1, 1).all() and (cosines.n == rpo.loc["rouge_l_vs_review", "n"]).all()
     path = write_report(lake, "2024-05-01")
     text = path.read_text()
     assert path == tmp_path / "reports" / "2024-05-01" / "report.md"
@@ -64,3 +68,32 @@ def test_evaluate_generation_and_report(generated_lake, tmp_path, spark):
     assert "## Signal" in text and "does it beat the user's mean rating?" in text
     assert (path.parent / "ratings.png").stat().st_size > 1000
     assert (path.parent / "lengths.png").stat().st_size > 1000
+
+
+def test_topk_reranking_ranks_the_held_out_product_among_never_reviewed_candidates():
+    import math
+
+    import pandas as pd
+
+    from jobs.features.ground_truth import topk_metrics
+
+    nan = float("nan")
+    # u: held-out A (5 stars) among B-F, never reviewed; G was reviewed in train (actual 4), so it is
+    # no candidate although the model rates it highest
+    pred = pd.DataFrame({
+        "user_id": ["u"] * 7 + ["v"] * 7 + ["w"] * 3,
+        "product_id": list("ABCDEFG") + list("ABCDEFG") + list("ABC"),
+        "predicted_rating_expected": [4.0, 4.5, 3.0, 2.0, 1.0, 0.5, 5.0] * 2 + [1.0, 2.0, 3.0],
+        "actual_rating": [5.0] + [nan] * 5 + [4.0] + [2.0] + [nan] * 6 + [5.0, nan, nan],
+    })
+    train = [("x", p, 3.0) for p, n in zip("BCDEF", (3, 2, 2, 2, 2)) for _ in range(n)] + [("x", "A", 5.0), ("u", "G", 4.0)]
+    split = pd.DataFrame([(*t, "train") for t in train] + [("u", "A", 5.0, "heldout"), ("v", "A", 2.0, "heldout"),
+                                                            ("w", "A", 5.0, "heldout")],
+                         columns=["user_id", "product_id", "rating", "split"])
+    m = {name: (value, n) for name, value, n in topk_metrics(pred, split)}
+    # only u qualifies: v rated its held-out product 2 stars, w has 3 candidates (not more than 5)
+    assert m["topk_ndcg@5"] == (pytest.approx(1 / math.log2(3)), 1)  # A is second, after B
+    assert m["topk_recall@5"] == (1.0, 1)
+    assert m["popularity_topk_ndcg@5"] == (0.0, 1) and m["popularity_topk_recall@5"] == (0.0, 1)  # A is least reviewed
+    assert m["item_mean_topk_ndcg@5"] == (1.0, 1)  # A's mean is 5, the others' 3
+    assert topk_metrics(pred[pred.user_id == "w"], split) == []
