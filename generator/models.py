@@ -24,6 +24,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from precis.errors import ModelNotFound
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,6 @@ MANIFEST = "precis-model.json"
 SMOLLM2 = "smollm2-135m-instruct"
 MINILM = "all-minilm-l6-v2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class ModelNotFound(RuntimeError):
-    """A registry model that is not in the cache; the message says how to get it."""
 
 
 @dataclass(frozen=True)

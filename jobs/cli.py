@@ -10,7 +10,10 @@ import time
 from datetime import date
 from pathlib import Path
 
-from jobs.config import ENV_PREFIX, ConfigError, PrecisConfig, load_config
+from jobs.config import ENV_PREFIX, PrecisConfig, load_config
+from precis.errors import MissingPrerequisite, PrecisError
+
+log = logging.getLogger("precis")
 
 EPILOG = textwrap.dedent(
     f"""\
@@ -337,7 +340,7 @@ def cmd_evaluate(cfg: PrecisConfig, args: argparse.Namespace) -> int:
         for step in ("evaluate_ranking", "evaluate_generation"):
             try:
                 print(STEPS[step](lake, ds))
-            except FileNotFoundError as exc:
+            except MissingPrerequisite as exc:
                 print(f"{step}: skipped ({exc})")
     print(STEPS["report"](lake, ds))
     return 0
@@ -406,16 +409,11 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
-    from generator.models import ModelNotFound
-    from jobs.ingest.sources import IngestError
-    from jobs.lake import LakeError
-    from jobs.publish import PublishRefused
-    from jobs.quality import QualityGateFailed
-
     try:
         cfg = load_config(args.config, lake=args.lake)
         return COMMANDS[args.command](cfg, args)
-    except (ConfigError, IngestError, LakeError, ModelNotFound, FileNotFoundError, QualityGateFailed, PublishRefused) as exc:
+    except PrecisError as exc:  # one actionable line; -v shows the traceback
+        log.debug("traceback", exc_info=True)
         print(f"precis: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
@@ -425,7 +423,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"precis: SQL error: {exc}", file=sys.stderr)
             return 2
         raise
-
 
 if __name__ == "__main__":
     sys.exit(main())

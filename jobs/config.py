@@ -23,13 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ranker.config import RankerTrainConfig, ScorerConfig
 from training.config import TrainingConfig
+from precis.errors import ConfigError
 
 ENV_PREFIX = "PRECIS__"
 DEFAULT_CONFIG = Path("conf/local.yaml")
-
-
-class ConfigError(ValueError):
-    """A configuration file or override that cannot be used; the message says what to fix."""
 
 
 class _Section(BaseModel):

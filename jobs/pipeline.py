@@ -14,14 +14,11 @@ import logging
 from collections.abc import Callable
 
 from jobs.lake import Lake
+from precis.errors import IngestError, NoRanker  # noqa: F401 (NoRanker: the steps that need a ranker raise it; the DAG skips them)
 
 log = logging.getLogger(__name__)
 
 Step = Callable[[Lake, str], str]
-
-
-class NoRanker(FileNotFoundError):
-    """A ranking step has no ranker to run; the message says how to train one."""
 
 
 def _expand(pattern: str) -> list[str]:
@@ -31,7 +28,7 @@ def _expand(pattern: str) -> list[str]:
     if glob.has_magic(pattern):
         log.warning("inputs: no file matches %s", pattern)
         return []
-    raise FileNotFoundError(f"input file {pattern} does not exist (listed under `inputs:` in the configuration)")
+    raise IngestError(f"input file {pattern} does not exist (listed under `inputs:` in the configuration)")
 
 
 def ingest(lake: Lake, ds: str) -> str:
@@ -79,20 +76,6 @@ def evaluate_ranking(lake: Lake, ds: str) -> str:
     from jobs import ranking
 
     return ranking.format_metrics(ranking.evaluate_ranking(lake, ds))
-
-
-def _needs_ranker(step: Step) -> Step:
-    """A step that cannot run before a ranker exists is skipped (NoRanker), not failed."""
-
-    def run(lake: Lake, ds: str) -> str:
-        try:
-            return step(lake, ds)
-        except FileNotFoundError as exc:
-            if "ranker" in str(exc):
-                raise NoRanker(str(exc)) from exc
-            raise
-
-    return run
 
 
 def _generate(name: str) -> Step:
@@ -156,19 +139,19 @@ def _steps() -> dict[str, Step]:
         "ingest": ingest,
         "gate_bronze": _gate("bronze"),
         "filter_reviews": filter_reviews,
-        "description_delta": _needs_ranker(description_delta),
+        "description_delta": description_delta,
         "gate_silver": _gate("silver"),
     }
     steps.update({f"generate_{name}": _generate(name) for name in ORDER})
     steps.update({
         "gate_gold": _gate("gold"),
         "publish": publish,
-        "evaluate_ranking": _needs_ranker(evaluate_ranking),
+        "evaluate_ranking": evaluate_ranking,
         "evaluate_generation": evaluate_generation,
         "report": report,
         # the weekly training DAG
         "build_training_sets": build_training_sets,
-        "train_relsum": _needs_ranker(train_relsum),
+        "train_relsum": train_relsum,
         "evaluate_relsum_adapter": evaluate_relsum_adapter,
         "promote_relsum_adapter": promote_relsum_adapter,
     })

@@ -14,12 +14,9 @@ from dataclasses import dataclass
 
 from jobs.lake import Lake
 from jobs.lake import tables as T
+from precis.errors import PublishRefused
 
 log = logging.getLogger(__name__)
-
-
-class PublishRefused(RuntimeError):
-    """Publishing would serve data that did not pass its quality gate."""
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import pyarrow as pa
 from jobs.lake import Lake
 from jobs.lake import tables as T
 from jobs.lake.tables import TableSpec, get_table
+from precis.errors import QualityGateFailed
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,6 @@ def gate_tables(layer: str) -> tuple[str, ...]:
     if layer == "silver":
         return ("silver.review_samples", "silver.user_histories", "silver.review_split", "silver.relsum_pairs")
     return tuple(_feature_jobs())
-
-
-class QualityGateFailed(RuntimeError):
-    """A gate failed; the message lists the failed expectations."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from jobs.scoring import product_text_col, score_udf
 from ranker import registry
 from ranker.metrics import Judged, ndcg_per_query, r_at_p
 from ranker.texts import leading_sentences
+from precis.errors import MissingPrerequisite, NoRanker
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def train_ranker(lake: Lake, untrained: bool = False, max_steps: int | None = No
     cfg = lake.cfg
     pairs = judged_pairs(lake).select("judgment_id", "query_id", "query", "product_id", "title", "description", "gain").toPandas()
     if pairs.empty:
-        raise FileNotFoundError("bronze.judgments is empty; run `precis ingest relevance ...` first")
+        raise MissingPrerequisite("bronze.judgments is empty", "run `precis ingest relevance ...` first")
     pairs = pairs.sort_values("judgment_id").reset_index(drop=True)
     snapshot = {
         "table": "bronze.judgments",
@@ -240,7 +241,8 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
     all_queries = [r["query_id"] for r in counts.select("query_id").collect()]
     queries, which = _eval_queries(lake, trained, all_queries)
     if not queries:
-        raise FileNotFoundError("no evaluation queries: the ranker's held-out queries are not in bronze.judgments")
+        raise MissingPrerequisite("no evaluation queries: the ranker's held-out queries are not in bronze.judgments",
+                                  "ingest the relevance file the ranker was trained on")
     pairs = pairs.where(F.col("query_id").isin(queries)).select("query_id", "query", "product_id", "gain", "title", "description")
     texts = {
         "none": product_text_col(F.col("title"), F.lit(None)),
@@ -251,7 +253,7 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
              ("desc", trained, pairs.withColumn("text", texts["desc"]), None, None)]
     try:
         plans.append(("untrained", ranker_folder(lake, "untrained"), pairs.withColumn("text", texts["desc"]), None, None))
-    except FileNotFoundError:
+    except NoRanker:
         log.info("no untrained-head ranker exported (precis train ranker --untrained); skipping that variant")
     # The extractive baseline of the summaries' word budget: an LLM summary must beat it to be worth its cost.
     words = _summary_words(cfg.generation.relsum_max_tokens)

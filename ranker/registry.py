@@ -13,6 +13,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from precis.errors import NoRanker
+
 MANIFEST = "ranker.json"
 _VERSION = re.compile(r"^v(\d{4,})$")
 
@@ -40,12 +42,12 @@ def resolve(root: Path, version: str | None = None, kind: str = "trained") -> Pa
     if version:
         folder = root / version
         if not (folder / MANIFEST).exists():
-            raise FileNotFoundError(f"ranker {version} not found under {root}")
+            raise NoRanker(f"ranker {version} not found under {root}", "`ls` that folder for the versions there")
         return folder
     folder = latest(root, kind)
     if folder is None:
         flag = " --untrained" if kind == "untrained" else ""
-        raise FileNotFoundError(f"no {kind} ranker under {root}; run `precis train ranker{flag}` first")
+        raise NoRanker(f"no {kind} ranker under {root}", f"run `precis train ranker{flag}` first")
     return folder
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ranker.architecture import BI, Head
+from precis.errors import NoRanker
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
@@ -49,7 +50,7 @@ class OnnxScorer:
         model_dir = Path(model_dir)
         self.path = model_dir / model_file
         if not self.path.exists():
-            raise FileNotFoundError(f"{self.path} does not exist; train and export a ranker first (precis train ranker)")
+            raise NoRanker(f"{self.path} does not exist", "train and export a ranker first (precis train ranker)")
         self.batch_size = batch_size
         self.head = Head.load(model_dir)
         self.tokenizer = Tokenizer.from_file(str(model_dir / "hf" / "tokenizer.json"))

@@ -20,6 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from precis.errors import MissingPrerequisite
+
 MANIFEST = "adapter.json"
 _HASHED = ("adapter_config.json", "adapter_model.safetensors")  # what decides the adapter's outputs
 _VERSION = re.compile(r"^v(\d{4,})$")
@@ -97,7 +99,8 @@ def select(root: Path, task: str, pin: str = "latest") -> Path | None:
     folder = root / task / pin
     if not (folder / MANIFEST).exists():
         known = ", ".join(p.name for p in versions(root, task)) or "none"
-        raise FileNotFoundError(f"adapter {task}/{pin} not found under {root} (versions: {known})")
+        raise MissingPrerequisite(f"adapter {task}/{pin} not found under {root} (versions: {known})",
+                                  "pin an existing version or train one")
     return folder
 
 

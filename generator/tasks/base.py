@@ -18,10 +18,7 @@ from typing import Any
 
 from generator.backends import Backend, Messages, SamplingParams
 from generator.safety import contains_pii, strip_markup
-
-
-class InvalidOutput(ValueError):
-    """The model's text failed validation; the message is the failure reason."""
+from precis.errors import InvalidOutput
 
 
 def input_hash(inputs: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ from jobs.features.spec import FeatureJob, Seed, TextColumn
 from jobs.generation import GenerationJob
 from jobs.lake import Lake
 from jobs.lake import tables as T
+from precis.errors import NoRanker
 
 
 def _task():
@@ -50,7 +51,7 @@ def build_inputs(lake: Lake):
         first = judged.join(rank, "query_id").groupBy("product_id").agg(F.min("q_rank").alias("q_rank"))
         products = products.join(first, "product_id", "left")
         order = [F.coalesce(F.col("q_rank"), F.lit(1 << 30))]
-    except FileNotFoundError:
+    except NoRanker:
         pass
     return (products.orderBy(*order, "product_id").limit(g.relsum_max_products)
             .select("product_id", "title", "description", F.lit(g.relsum_max_tokens).alias("max_tokens")))

@@ -15,10 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-
-
-class Rejected(ValueError):
-    """A record that fails parsing or validation; the message is the quarantine reason."""
+from precis.errors import Rejected
 
 
 def sha_hex(text: str | bytes, n: int = 32) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from precis.errors import IngestError
 
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
@@ -24,10 +25,6 @@ SNIFF_BYTES = 256 * 1024
 # A CSV field may be this long (Python's default, 128 KiB, would fail the whole file on one long
 # description); the record is then validated like any other.
 CSV_FIELD_LIMIT = 64 * 1024 * 1024
-
-
-class IngestError(RuntimeError):
-    """An input that cannot be ingested at all (unreadable, unknown format); nothing is committed."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import pyarrow as pa
 from jobs.config import PrecisConfig
 from jobs.lake.files import ADD_ACTION_DDL, NULL_PARTITION, now_ms, write_partition_files
 from jobs.lake.tables import TABLES, TableSpec, get_table
+from precis.errors import LakeConflict, LakeError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -37,14 +38,6 @@ log = logging.getLogger(__name__)
 
 _HASH_COL = "__precis_content_hash"
 _FILE_COL = "__precis_file"
-
-
-class LakeError(RuntimeError):
-    """A lake that cannot be used as configured; the message says what to change."""
-
-
-class LakeConflict(LakeError):
-    """A write that kept losing to concurrent writers for `lake.commit_attempts` attempts."""
 
 
 @dataclass(frozen=True)

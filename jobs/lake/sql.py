@@ -12,6 +12,7 @@ import duckdb
 
 from jobs.lake.lake import Lake
 from jobs.lake.tables import TABLES
+from precis.errors import MissingPrerequisite
 
 
 def delta_extension_path() -> Path:
@@ -22,8 +23,8 @@ def delta_extension_path() -> Path:
         base.glob("*/delta.duckdb_extension")
     )
     if not matches:
-        raise FileNotFoundError(
-            f"no delta.duckdb_extension under {base}; reinstall duckdb-extension-delta=={duckdb.__version__}"
+        raise MissingPrerequisite(
+            f"no delta.duckdb_extension under {base}", f"reinstall duckdb-extension-delta=={duckdb.__version__}"
         )
     return matches[0]
 

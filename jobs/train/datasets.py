@@ -14,6 +14,7 @@ import pandas as pd
 from generator.tasks.history import RatingHistory
 from jobs.lake import Lake
 from jobs.lake import tables as T
+from precis.errors import MissingPrerequisite
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def sumforu_rows(lake: Lake, tokenizer, limit: int) -> list[dict[str, Any]]:
 
     personas = lake.read_pandas(T.GOLD_PERSONAS, ["user_id", "persona"]).drop_duplicates("user_id")
     if personas.empty:
-        raise FileNotFoundError("no personas in gold.personas; run `precis job generate_personas` first")
+        raise MissingPrerequisite("no personas in gold.personas", "run `precis job generate_personas` first")
     samples = lake.read_pandas(T.SILVER_REVIEW_SAMPLES)
     samples = samples[samples.ds == samples.ds.max()]
     users, items = train_rating_stats(lake)

@@ -14,6 +14,7 @@ from jobs.lake import tables as T
 from jobs.train.datasets import base_model, load_tokenizer, relsum_rows
 from jobs.train.recipes import adapter_task
 from jobs.train.rewards import relsum_reward
+from precis.errors import MissingPrerequisite
 
 
 def record_run(lake: Lake, row: dict[str, Any]) -> None:
@@ -50,7 +51,7 @@ def evaluate_candidate(lake: Lake, name: str, ds: str) -> str:
     root, task = lake.cfg.adapters_dir, adapter_task(name)
     candidate = registry.newest(root, task, "candidate")
     if candidate is None:
-        raise FileNotFoundError(f"no candidate {task} adapter to evaluate; the train step registers one")
+        raise MissingPrerequisite(f"no candidate {task} adapter to evaluate", "the train step registers one")
     current = registry.latest(root, task)
     n = lake.cfg.training.eval_examples
     value, count = heldout_reward(lake, candidate, n)
@@ -73,7 +74,7 @@ def promote(lake: Lake, name: str, ds: str) -> str:
     root, task = lake.cfg.adapters_dir, adapter_task(name)
     candidate = registry.newest(root, task, "candidate")
     if candidate is None:
-        raise FileNotFoundError(f"no candidate {task} adapter to promote")
+        raise MissingPrerequisite(f"no candidate {task} adapter to promote", "the train and evaluate steps make one")
     ev = registry.manifest(candidate).get("evaluation")
     if not ev:
         raise ValueError(f"{task}/{candidate.name} has not been evaluated; run the evaluate step first")
@@ -91,6 +92,6 @@ def _run_row(lake: Lake, run_id: str) -> dict[str, Any]:
     runs = lake.read_pandas(T.EVAL_TRAINING_RUNS)
     match = runs[runs.run_id == run_id]
     if match.empty:
-        raise FileNotFoundError(f"no training run {run_id} in eval.training_runs")
+        raise MissingPrerequisite(f"no training run {run_id} in eval.training_runs", "`precis sql 'SELECT run_id FROM eval.training_runs'` lists them")
     row = match.iloc[0].to_dict()
     return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
