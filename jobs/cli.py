@@ -197,10 +197,16 @@ def cmd_tables(cfg: PrecisConfig, args: argparse.Namespace) -> int:
         return 0
     width = max(len(s.qualified_name) for s in specs)
     print(f"tables under {lake.root}:")
+    unreadable = 0
     for spec in specs:
-        dt = lake.delta_table(spec)
-        print(f"  {spec.qualified_name:<{width}}  {dt.count():>9,} rows  (version {dt.version()})")
-    return 0
+        try:
+            dt = lake.delta_table(spec)
+            line = f"{dt.count():>9,} rows  (version {dt.version()})"
+        except Exception as exc:  # one broken table must not hide the others
+            unreadable += 1
+            line = f"unreadable: {str(exc).splitlines()[0][:200]}"
+        print(f"  {spec.qualified_name:<{width}}  {line}")
+    return 1 if unreadable else 0
 
 
 # Adapters trained from the sample data and shipped with the repository (see adapters/README.md).

@@ -17,7 +17,8 @@ class, never by the text of the message. This module imports nothing, so every l
     ├── LakeError              a lake that cannot be used as configured
     │   └── LakeConflict       a write that kept losing to concurrent writers
     ├── QualityGateFailed      a quality gate failed; the message lists the expectations
-    └── PublishRefused         publishing would serve data that did not pass its gate
+    ├── PublishRefused         publishing would serve data that did not pass its gate
+    └── QueryRefused           `precis sql` was asked to do something other than read
 
 `MissingPrerequisite` is also a `FileNotFoundError`, `ConfigError`, `Rejected` and
 `InvalidOutput` are also `ValueError`s, so code written against the builtin types keeps working.
@@ -84,3 +85,7 @@ class QualityGateFailed(PrecisError):
 
 class PublishRefused(PrecisError):
     """Publishing would serve data that did not pass its quality gate."""
+
+
+class QueryRefused(PrecisError):
+    """`precis sql` is read-only; the message names the refused statement."""

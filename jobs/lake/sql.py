@@ -2,17 +2,34 @@
 
 DuckDB reads Delta through its `delta` extension, loaded from the PyPI package
 `duckdb-extension-delta` (no download at run time, so it works offline).
+
+Read-only by contract. After the views are registered the connection is locked down:
+- file access is limited to the lake (`enable_external_access=false` with `allowed_directories`
+  set to the lake root), so `read_text('/etc/...')`, `ATTACH` and `INSTALL` fail;
+- no extension can be loaded unsigned (`allow_unsigned_extensions=false`);
+- `lock_configuration=true`, so a query cannot `SET` any of this back;
+- only SELECT-like statements run (SELECT, WITH, FROM, DESCRIBE, SHOW, SUMMARIZE, PRAGMA of the
+  read-only kind, EXPLAIN): COPY, EXPORT, CREATE, INSERT, ATTACH, LOAD, CALL and SET are refused
+  before anything runs, since `allowed_directories` would let COPY overwrite a `_delta_log`.
+A table that cannot be read (a broken log, a missing file) becomes a view that raises an error
+naming that table when queried; every other table stays queryable.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import duckdb
 
 from jobs.lake.lake import Lake
 from jobs.lake.tables import TABLES
-from precis.errors import MissingPrerequisite
+from precis.errors import MissingPrerequisite, QueryRefused
+
+log = logging.getLogger(__name__)
+
+# Statements `precis sql` runs; everything else is refused (see the module docstring).
+READ_ONLY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
 
 
 def delta_extension_path() -> Path:
@@ -29,12 +46,16 @@ def delta_extension_path() -> Path:
     return matches[0]
 
 
+def _quote(text: str) -> str:
+    return text.replace("'", "''")
+
+
 def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with every registered table as a view `layer.name`: the Delta table
-    where it exists, else an empty table of its schema (so a query written for a table that no
-    job has filled yet runs and returns nothing, instead of failing)."""
-    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
-    con.execute(f"LOAD '{delta_extension_path()}'")
+    """An in-memory, read-only DuckDB with every registered table as a view `layer.name`: the
+    Delta table where it exists, else an empty table of its schema (so a query written for a table
+    that no job has filled yet runs and returns nothing, instead of failing)."""
+    con = duckdb.connect(config={"allow_unsigned_extensions": "false"})
+    con.execute(f"LOAD '{_quote(str(delta_extension_path()))}'")
     existing = {s.qualified_name for s in lake.existing_tables()}
     for spec in TABLES.values():
         if spec.layer == "test" and spec.qualified_name not in existing:
@@ -42,19 +63,41 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{spec.layer}"')
         view = f'"{spec.layer}"."{spec.name}"'
         if spec.qualified_name in existing:
-            path = lake.path(spec).replace("'", "''")
-            con.execute(f"CREATE VIEW {view} AS SELECT * FROM delta_scan('{path}')")
+            try:
+                con.execute(f"CREATE VIEW {view} AS SELECT * FROM delta_scan('{_quote(lake.path(spec))}')")
+            except duckdb.Error as exc:
+                reason = str(exc).splitlines()[0][:300]
+                log.warning("sql: %s cannot be read (%s); querying it raises an error", spec.qualified_name, reason)
+                message = f"table {spec.qualified_name} cannot be read: {reason}"
+                con.execute(f"CREATE VIEW {view} AS SELECT error('{_quote(message)}') AS unreadable")
         else:
             empty = spec.schema.empty_table()
             con.register(f"__empty_{spec.layer}_{spec.name}", empty)
             con.execute(f'CREATE VIEW {view} AS SELECT * FROM "__empty_{spec.layer}_{spec.name}"')
+    _lock_down(con, lake.root)
     return con
 
 
+def _lock_down(con: duckdb.DuckDBPyConnection, root: str) -> None:
+    con.execute(f"SET allowed_directories = ['{_quote(root.rstrip('/') + '/')}']")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+
+
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse the whole query, before any of it runs, if one statement is not SELECT-like."""
+    for statement in con.extract_statements(query):
+        if statement.type not in READ_ONLY_STATEMENTS:
+            kind = statement.type.name
+            raise QueryRefused(f"precis sql is read-only: {kind} statements are refused "
+                               f"({statement.query.strip()[:80]!r}); query with SELECT, and write tables with `precis job`")
+
+
 def run_sql(lake: Lake, query: str):
-    """The query's result as a pandas DataFrame."""
+    """The last statement's result as a pandas DataFrame (the statements run in order)."""
     con = connect(lake)
     try:
+        check_read_only(con, query)
         return con.execute(query).fetchdf()
     finally:
         con.close()
