@@ -5,14 +5,13 @@ any contact detail rejected, so none can reach a table even if a model makes one
 
 from __future__ import annotations
 
-import html
 import re
+
+from generator.markup import html_to_text
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 # 7+ digits with the usual separators, optionally with a country code: (555) 123-4567, +1 555 123 4567
 PHONE = re.compile(r"(?<![\w])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?![\w]|\.\d)")
-_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]{0,400}>")
 _MD = re.compile(r"(\*\*|__|`{1,3}|^#{1,6}\s*|^\s*[-*+]\s+|^\s*>\s*)", re.MULTILINE)
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _WS = re.compile(r"\s+")
@@ -27,8 +26,9 @@ def contains_pii(text: str) -> bool:
 
 
 def strip_markup(text: str) -> str:
-    """Plain text: HTML tags and entities, Markdown emphasis, headers, bullets and links removed."""
-    out = html.unescape(_TAG.sub(" ", _SCRIPT.sub(" ", text or "")))
+    """Plain text: HTML parsed away (generator.markup, which decides the order), then Markdown
+    emphasis, headers, bullets and links removed."""
+    out = html_to_text(text, lines=True)
     out = _LINK.sub(r"\1", out)
     out = _MD.sub("", out)
     return _WS.sub(" ", out).strip()

@@ -7,14 +7,14 @@ with a reason that lands in `bronze.quarantine`. Nothing here knows about Spark 
 from __future__ import annotations
 
 import hashlib
-import html
 import json
 import math
-import re
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
+
+from generator.markup import html_to_text
 from precis.errors import Rejected
 
 
@@ -70,25 +70,12 @@ def canonical_json(obj: Any) -> str:
 
 
 # ---------------------------------------------------------------- text cleaning
-_TAG = re.compile(r"<[^>]*>")
-_BREAK_TAG = re.compile(r"<\s*(br|/p|p|/li|li|/div|div|/h\d|tr)\b[^>]*>", re.IGNORECASE)
-_SCRIPT = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_WS = re.compile(r"[ \t\r\f\v]+")
-_NL = re.compile(r"\s*\n\s*")
-
-
 def clean_html(text: str | None) -> str | None:
-    """Plain text from an HTML-ish description: scripts dropped, tags removed (block tags become
-    line breaks), entities unescaped, whitespace folded. None and blank stay None."""
+    """Plain text from an HTML-ish description (generator.markup: parsed, never regex-stripped;
+    block tags become line breaks; escaped markup does not come back to life). None and blank stay None."""
     if text is None:
         return None
-    out = _SCRIPT.sub(" ", text)
-    out = _BREAK_TAG.sub("\n", out)
-    out = _TAG.sub(" ", out)
-    out = html.unescape(out).replace("\xa0", " ")
-    out = _WS.sub(" ", out)
-    out = _NL.sub("\n", out).strip()
-    return out or None
+    return html_to_text(text, lines=True) or None
 
 
 # ---------------------------------------------------------------- reviews
