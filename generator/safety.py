@@ -5,24 +5,78 @@ any contact detail rejected, so none can reach a table even if a model makes one
 
 from __future__ import annotations
 
+import html
 import re
 
-from generator.markup import html_to_text
+import phonenumbers
+
+from generator.markup import TAG_START, html_to_text
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
-# 7+ digits with the usual separators, optionally with a country code: (555) 123-4567, +1 555 123 4567
-PHONE = re.compile(r"(?<![\w])(?:\+?\d{1,3}[\s.-]?)?(?:\(\d{2,4}\)[\s.-]?|\d{2,4}[\s.-])\d{3,4}[\s.-]?\d{3,4}(?![\w]|\.\d)")
+# Phone numbers: candidates found by Google's libphonenumber (`phonenumbers`, which knows every
+# country's numbering plan), read as US numbers unless written with a `+` country code. Product
+# codes and year lists are numbers too, so a candidate counts only when it is written as a phone
+# number is written: with a `+` and a possible length for its country (+15551234567,
+# +44 20 7946 0958), or in the North American 3-3-4 shape, optionally after 1
+# (5551234567, (555) 123-4567, 1-800-591-3869, 800.933.2887), or as a valid national number of
+# one of TRUNK_REGIONS written with its leading 0 and a separator ((020) 7946 0958). Not:
+# "2016 2017 2018", "40285 40310", "RB3016 112685", "model 1234567". (Germany is left out of
+# TRUNK_REGIONS: product codes such as 072-10-0127 are valid German numbers.)
+PHONE_REGION = "US"
+TRUNK_REGIONS = ("GB", "FR", "IN", "AU")
+_SEPARATOR = re.compile(r"[\s.\-)]")
+_NANP_SHAPE = re.compile(r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)|\d{3})[\s.-]?\d{3}[\s.-]?\d{4}")
 _MD = re.compile(r"(\*\*|__|`{1,3}|^#{1,6}\s*|^\s*[-*+]\s+|^\s*>\s*)", re.MULTILINE)
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _WS = re.compile(r"\s+")
 
 
+def phone_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of every phone number in `text` (see PHONE_REGION above for what counts)."""
+    spans = []
+    for m in phonenumbers.PhoneNumberMatcher(text, PHONE_REGION, leniency=phonenumbers.Leniency.POSSIBLE):
+        raw = m.raw_string.strip()
+        international = raw.startswith("+") and phonenumbers.is_possible_number(m.number)
+        if international or _NANP_SHAPE.fullmatch(raw):
+            spans.append((m.start, m.end))
+    for region in TRUNK_REGIONS:
+        for m in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
+            raw = m.raw_string.strip()
+            if raw.startswith(("0", "(0")) and _SEPARATOR.search(raw):
+                spans.append((m.start, m.end))
+    return _merged(spans)
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if out and start < out[-1][1]:
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
+        else:
+            out.append((start, end))
+    return out
+
+
 def redact_pii(text: str) -> str:
-    return PHONE.sub("[phone]", EMAIL.sub("[email]", text))
+    """E-mail addresses become [email] and phone numbers [phone]."""
+    out = EMAIL.sub("[email]", text)
+    for start, end in reversed(phone_spans(out)):
+        out = out[:start] + "[phone]" + out[end:]
+    return out
 
 
 def contains_pii(text: str) -> bool:
-    return bool(EMAIL.search(text) or PHONE.search(text))
+    return bool(EMAIL.search(text) or phone_spans(text))
+
+
+def unsafe_reason(text: str) -> str | None:
+    """Why a model's text may not be stored verbatim (as an SFT target, say): it holds a contact
+    detail or markup a browser would render; None when it may."""
+    if contains_pii(text):
+        return "contains an e-mail address or phone number"
+    if TAG_START.search(text) or TAG_START.search(html.unescape(html.unescape(text))):  # escaped markup too
+        return "contains markup"
+    return None
 
 
 def strip_markup(text: str) -> str:

@@ -98,6 +98,15 @@ class GenerationReport:
 _RESULT_DDL = "status string, reason string, raw_output string, attempts bigint, completion_tokens bigint, value string"
 
 
+def failure_text(raw: str, max_chars: int = 2000) -> str:
+    """A failed output as silver.generation_failures stores it for analysts
+    (sql/failed_generations_by_reason.sql): contact details redacted first, then cut, so no half
+    of a number survives the cut."""
+    from generator.safety import redact_pii
+
+    return redact_pii(raw or "")[:max_chars]
+
+
 def _generate_partition(job: GenerationJob, settings: BackendSettings, max_attempts: int):
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from generator.tasks.base import run_task
@@ -112,7 +121,7 @@ def _generate_partition(job: GenerationJob, settings: BackendSettings, max_attem
             out = frame.copy()
             out["status"] = [r.status for r in results]
             out["reason"] = [r.reason for r in results]
-            out["raw_output"] = [r.raw[:2000] for r in results]
+            out["raw_output"] = [failure_text(r.raw) for r in results]
             out["attempts"] = [r.attempts for r in results]
             out["completion_tokens"] = [r.completion_tokens for r in results]
             out["value"] = [json.dumps(job.outputs(row, r.value)) if r.value is not None else None for row, r in zip(rows, results)]

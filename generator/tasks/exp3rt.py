@@ -47,7 +47,9 @@ def prepare_preferences(rating: float, title: str | None, text: str | None) -> d
 
 
 def parse_preferences(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    """'Likes: a, b' and 'Dislikes: c', on separate lines or one."""
+    """'Likes: a, b' and 'Dislikes: c', on separate lines or one. Every line of the output is
+    checked for contact details, not only the lines kept."""
+    clean_output(text)
     likes, dislikes = _LIKES.search(text), _DISLIKES.search(text)
     if not likes and not dislikes:
         raise InvalidOutput("no 'Likes:' or 'Dislikes:' line")

@@ -65,9 +65,17 @@ def configured_teacher(lake: Lake):
 
 
 def store(lake: Lake, task, teacher_id: str, labelled: list[tuple[dict[str, Any], str]], ds: str) -> pd.DataFrame:
-    """(inputs, SFT target) pairs of `task` -> silver.teacher_outputs (an existing row is kept)."""
+    """(inputs, SFT target) pairs of `task` -> silver.teacher_outputs (an existing row is kept).
+    A target holding a contact detail or markup is dropped, never stored: it would be learnt."""
+    from generator.safety import unsafe_reason
     from generator.tasks.base import input_hash
     from jobs.lake.lake import spark_schema
+
+    kept = [(inputs, text) for inputs, text in labelled if unsafe_reason(text) is None]
+    if len(kept) < len(labelled):
+        log.warning("teacher %s: %d of %d %s targets dropped (contact details or markup)", teacher_id,
+                    len(labelled) - len(kept), len(labelled), task.name)
+    labelled = kept
 
     now = datetime.now(timezone.utc)
     out = pd.DataFrame([{"task": task.name, "input_hash": input_hash(inputs),

@@ -89,6 +89,7 @@ def test_every_gold_table_is_filled_and_every_row_valid(generated_lake):
     assert (rpo.history_review_ids.map(len) >= 1).all()
     failures = lake.read_pandas("silver.generation_failures")
     assert failures.reason.notna().all()
+    assert not failures.raw_output.dropna().map(contains_pii).any()  # redacted before storing
     # evaluation pairs are the users' held-out products: each has its actual rating, and no
     # held-out review reached a preference (so no profile saw it)
     split = lake.read_pandas("silver.review_split")
