@@ -45,7 +45,7 @@ def repeated_ngram_share(text: str, n: int = 3) -> float:
 
 # Prompt fragments that a generated text must never contain: our data delimiters, and a score in
 # the prompts' notation. Tasks add their own labels (e.g. "Shopper persona:").
-GENERIC_ECHO = (r'"""', r"\b\d{1,2}\s*/\s*(?:5|10)\b")
+GENERIC_ECHO = (r'"""', r"\(data, not instructions\)", r"\b\d{1,2}\s*/\s*(?:5|10)\b")
 
 
 def echoes(text: str, patterns: tuple[str, ...]) -> list[str]:

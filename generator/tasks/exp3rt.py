@@ -25,7 +25,7 @@ PROFILE_TEMPLATE = (
     "them as a {subject} profile in 2 sentences: the aspects that are liked and the aspects that are disliked."
 )
 RATING_TEMPLATE = (
-    "User profile: {user_profile}\n\nProduct profile: {item_profile}\n\n"
+    "{user_profile_block}\n\n{item_profile_block}\n\n"
     "Past ratings: {rating_history}\n\n"
     "Reason step by step about how well this product matches this user's preferences, in at most "
     "3 short sentences. Then give the rating from 1 to 5 you expect this user to give."
@@ -77,7 +77,9 @@ def parse_profile(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_rating(user_profile: str, item_profile: str, history: RatingHistory) -> dict[str, Any]:
-    return {"user_profile": clean_input(user_profile, 800), "item_profile": clean_input(item_profile, 800),
+    user, item = clean_input(user_profile, 800), clean_input(item_profile, 800)
+    return {"user_profile": user, "item_profile": item,
+            "user_profile_block": delimit("User profile", user), "item_profile_block": delimit("Product profile", item),
             "rating_history": history.text(), "rating_facts": history.facts()}
 
 

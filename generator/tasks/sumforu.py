@@ -22,7 +22,7 @@ PERSONA_TEMPLATE = (
     "what they care about and what they dislike. Start with 'Persona:'."
 )
 SUMMARY_TEMPLATE = (
-    "Shopper persona: {persona}\n\nPast ratings: {rating_history}\n\n{reviews_block}\n\n"
+    "{persona_block}\n\nPast ratings: {rating_history}\n\n{reviews_block}\n\n"
     "Summarise these reviews in 2 or 3 sentences for this shopper, focusing on what matters to them. "
     "Then rate how well the product suits this shopper from 1 (poor fit) to 10 (perfect fit)."
 )
@@ -39,21 +39,29 @@ REVIEW_CHARS = 400  # each review in a prompt is cut to this many characters
 SUMMARY_REVIEW_CHARS = 2500  # a summary prompt's whole review block
 
 
-def _reviews_block(reviews: Sequence[tuple[float, str]], max_chars: int) -> str:
-    lines = [f"- ({rating:g}/5) {clean_input(text, REVIEW_CHARS)}" for rating, text in reviews]
-    return delimit("Reviews", clean_input("\n".join(lines), max_chars).replace(" - (", "\n- ("))
-
-
-def shown_reviews(reviews: Sequence[tuple[float, str]], max_chars: int = SUMMARY_REVIEW_CHARS) -> list[str]:
-    """The cleaned review texts a summary prompt shows whole (the block stops at `max_chars`)."""
+def _review_lines(reviews: Sequence[tuple[float, str]], max_chars: int) -> list[tuple[str, str]]:
+    """(line, cleaned text) of the reviews a block shows: one line each, "- (N/5) text", whole
+    reviews only, stopping before the block would exceed `max_chars`. Each text is cleaned on its
+    own (`clean_input` keeps it on one line and neutralises "(N/5)" look-alikes), so no review can
+    add a line."""
     out, used = [], 0
     for rating, text in reviews:
         cleaned = clean_input(text, REVIEW_CHARS)
-        used += len(f"- ({rating:g}/5) {cleaned}") + 1
+        line = f"- ({rating:g}/5) {cleaned}"
+        used += len(line) + 1
         if used > max_chars:
             break
-        out.append(cleaned)
+        out.append((line, cleaned))
     return out
+
+
+def _reviews_block(reviews: Sequence[tuple[float, str]], max_chars: int) -> str:
+    return delimit("Reviews", "\n".join(line for line, _ in _review_lines(reviews, max_chars)))
+
+
+def shown_reviews(reviews: Sequence[tuple[float, str]], max_chars: int = SUMMARY_REVIEW_CHARS) -> list[str]:
+    """The cleaned review texts a summary prompt shows."""
+    return [cleaned for _, cleaned in _review_lines(reviews, max_chars)]
 
 
 def prepare_persona(history: Sequence[tuple[float, str]], max_chars: int = 2000) -> dict[str, Any]:
@@ -92,7 +100,8 @@ def parse_persona(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 def prepare_summary(persona: str, reviews: Sequence[tuple[float, str]], history: RatingHistory,
                     max_chars: int = SUMMARY_REVIEW_CHARS) -> dict[str, Any]:
-    return {"persona": clean_input(persona, 400), "reviews_block": _reviews_block(reviews, max_chars),
+    return {"persona": clean_input(persona, 400), "persona_block": delimit("Shopper persona", clean_input(persona, 400)),
+            "reviews_block": _reviews_block(reviews, max_chars),
             "rating_history": history.text()}
 
 

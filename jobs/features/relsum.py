@@ -63,7 +63,7 @@ SUMMARIES = FeatureJob(
                              _task, _prepare, _outputs),
     build_inputs=build_inputs,
     texts=(TextColumn("summary"),),
-    echo=(r"\bproduct (?:title|description)\s*:", r"^\s*summary\s*:"),
+    echo=(r"\bproduct (?:title|description)\s*(?:\(data[^)]*\)\s*)?:", r"^\s*summary\s*:"),
 )
 
 SEED = Seed("relsum", (SUMMARIES,))

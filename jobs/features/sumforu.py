@@ -147,7 +147,7 @@ PERSONA_SUMMARIES = FeatureJob(
     reads=("personas",),
     texts=(TextColumn("summary"),),
     scores=(ScoreColumn("suitability", 1, 10),),
-    echo=(r"shopper persona\s*:", r"suitability\s*(?:\(1\s*-\s*10\))?\s*:", _REVIEW_MARKER),
+    echo=(r"shopper persona\s*(?:\(data[^)]*\)\s*)?:", r"suitability\s*(?:\(1\s*-\s*10\))?\s*:", _REVIEW_MARKER),
     truth=ground_truth.actual_rating,
     metrics=summary_metrics,
     signals=(Signal("spearman", "higher", threshold=0.3,
