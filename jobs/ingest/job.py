@@ -290,6 +290,9 @@ def plan_relevance(paths: list[str], fmt: str) -> list[Unit]:
             units.append(Unit(str(path), "parquet"))
             continue
         first = next((ln for ln in open_text_head(path).splitlines() if ln.strip()), "")
+        if not first.strip():
+            log.warning("%s: empty; nothing to ingest from it", path)  # as for an empty reviews file
+            continue
         if fmt == "esci" and first.lstrip().startswith("{"):
             sniff_jsonl(path, "a Vespa product feed")
             units.extend(plan_jsonl_units(path, 1 << 62))

@@ -250,6 +250,9 @@ class _Planned:
     partition_filters: list | None = None
     app_transactions: list | None = None
     files_removed: int = 0
+    # rows the write inserted or changed, when that is not every row it wrote: an upsert rewrites
+    # the untouched rows of each file it touches, and those are not news
+    rows_changed: int | None = None
 
     @property
     def adds(self) -> list:
@@ -331,7 +334,8 @@ class DeltaRsEngine(_Engine):
             except BaseException:
                 self._discard(spec, planned)
                 raise
-            return WriteResult(spec.qualified_name, planned.rows, len(planned.adds), planned.files_removed, version, True)
+            rows = planned.rows if planned.rows_changed is None else planned.rows_changed
+            return WriteResult(spec.qualified_name, rows, len(planned.adds), planned.files_removed, version, True)
 
         return _with_retries(self.lake, spec, attempt, _is_deltars_conflict)
 
@@ -469,6 +473,7 @@ class DeltaRsEngine(_Engine):
                 .select(*spec.schema.names)
             )
             adds = self._write_files(spec, changed.unionByName(kept))
+            n_changed = changed.count()
         finally:
             changed.unpersist()
         by_path = _add_actions_by_uri(snapshot, self.lake.path(spec))
@@ -476,7 +481,7 @@ class DeltaRsEngine(_Engine):
         for uri in touched:
             rel, size, pv = by_path[_norm_uri(uri)]
             removes.append(RemoveAction(rel, True, now_ms(), size, pv))
-        return _Planned([*removes, *adds], "append", files_removed=len(removes))
+        return _Planned([*removes, *adds], "append", files_removed=len(removes), rows_changed=n_changed)
 
 
 def _with_retries(lake: Lake, spec: TableSpec, attempt, is_conflict) -> WriteResult:

@@ -192,6 +192,20 @@ def test_relevance_format_errors(tmp_path, lake):
     assert not lake.exists("bronze.judgments")
 
 
+def test_empty_relevance_and_review_files_ingest_nothing_alike(tmp_path, lake):
+    """An empty file is no error for either kind of input; it adds nothing."""
+    for name in ("empty.csv", "empty.jsonl"):
+        (tmp_path / name).write_text("")
+    (tmp_path / "blank.csv.gz").write_bytes(gzip.compress(b"\n\n"))
+    rel = ingest_relevance(lake, [str(tmp_path / "empty.csv"), str(tmp_path / "blank.csv.gz")], "crowdflower", DS)
+    rev = ingest_reviews(lake, [str(tmp_path / "empty.jsonl")], DS)
+    assert sum(rel.written.values()) == sum(rev.written.values()) == 0
+    assert rel.records.get("judgment", 0) == rev.records.get("review", 0) == 0
+    # next to a real file, an empty one changes nothing
+    both = ingest_relevance(lake, [str(tmp_path / "empty.csv"), str(CROWDFLOWER)], "crowdflower", DS)
+    assert both.records["judgment"] == 6269
+
+
 POISON_REVIEWS = {  # line -> (raw record, quarantine reason)
     2: (b'{"user_id": "U", "asin": "P", "rating": 5, "text": "x \\ud83d"}', "lone surrogate"),
     3: (b'{"user_id": "U", "asin": "P", "rating": 5, "text": "t", "x": ' + b"[" * 5000 + b"]" * 5000 + b"}",

@@ -57,6 +57,14 @@ def test_merge_update_and_ignore(lake, spark):
     assert ("a", 5, "new", "2024-01-02") in table(lake) and ("d", 4, None, "2024-01-03") in table(lake)
 
 
+def test_upsert_counts_only_the_rows_it_inserted_or_changed(lake, spark):
+    """Copy-on-write rewrites the untouched rows of a touched file; they are not reported as written."""
+    lake.merge(KV, frame(spark, [(f"k{i:02d}", i, None) for i in range(50)]).coalesce(1))
+    r = lake.merge(KV, frame(spark, [("k07", 700, None), ("new", 1, None)]))
+    assert r.committed and r.files_removed == 1
+    assert r.rows_written == 2 and lake.count(KV) == 51
+
+
 def test_merge_of_unchanged_rows_commits_nothing(lake, spark):
     lake.merge(KV, frame(spark, [("a", 1, None), ("b", 2, "x")], ds="2024-01-01"))
     v = lake.delta_table(KV).version()
