@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from generator.scoring import ScoreDistribution, TokenSeq, choice_distributions, spellings
+from precis.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -298,6 +299,22 @@ def load_backend(kind: str, model_path: str | Path, model_id: str, adapter_path:
     raise ValueError(f"unknown generator backend '{kind}'; use transformers or vllm")
 
 
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def check_key_transport(url: str, api_key_env: str) -> None:
+    """A key travels over https, or over http to this machine only."""
+    from urllib.parse import urlsplit
+
+    from generator.safety import public_url
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS):
+        return
+    raise ConfigError(f"refusing to send the key in ${api_key_env} to {public_url(url)} over {parts.scheme or 'no scheme'}: "
+                      "use an https:// endpoint (plain http is allowed to localhost only)")
+
+
 @dataclass
 class OpenAICompatBackend:
     """A teacher or judge behind an OpenAI-compatible HTTP endpoint (`/chat/completions`). The key
@@ -311,20 +328,26 @@ class OpenAICompatBackend:
     stats: BackendStats = field(default_factory=BackendStats)
 
     def _post(self, messages: Messages, max_tokens: int, temperature: float, logprobs: bool = False) -> dict:
-        import json
+        """One request through httpx, which follows redirects but drops `Authorization` on any
+        redirect to another origin (host, port, or a downgrade from https). The key is sent over
+        plain http only to a loopback host."""
         import os
-        import urllib.request
+
+        import httpx
 
         body = {"model": self.model_id, "messages": list(messages), "max_tokens": max_tokens, "temperature": temperature}
         if logprobs:
             body.update(logprobs=True, top_logprobs=20)
-        req = urllib.request.Request(self.base_url.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+        url = self.base_url.rstrip("/") + "/chat/completions"
+        headers = {}
         key = os.environ.get(self.api_key_env)
         if key:
-            req.add_header("Authorization", f"Bearer {key}")
-        with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-            return json.loads(resp.read())
+            check_key_transport(url, self.api_key_env)
+            headers["Authorization"] = f"Bearer {key}"
+        with httpx.Client(follow_redirects=True, timeout=self.timeout_s) as client:
+            resp = client.post(url, json=body, headers=headers)
+        resp.raise_for_status()
+        return resp.json()
 
     def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[Generation]:
         out = []

@@ -69,6 +69,24 @@ def contains_pii(text: str) -> bool:
     return bool(EMAIL.search(text) or phone_spans(text))
 
 
+def public_url(url: str) -> str:
+    """A URL fit for logs, tables and adapter.json: user name, password and query values hidden
+    (`https://***@host/v1?key=***`). Text that is not a URL comes back unchanged."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if not parts.scheme or not parts.netloc:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = urlencode([(k, "***") for k, _ in parse_qsl(parts.query, keep_blank_values=True)], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def unsafe_reason(text: str) -> str | None:
     """Why a model's text may not be stored verbatim (as an SFT target, say): it holds a contact
     detail or markup a browser would render; None when it may."""

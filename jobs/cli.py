@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
 
     sub.add_parser("tables", help="list every table in the lake with its row count and version")
+    vac = sub.add_parser(
+        "vacuum", help="delete files no table version needs: those later commits removed, and the orphans of a "
+        "killed write, once older than the retention (default: each table's, 7 days)")
+    vac.add_argument("--retention-hours", type=int, default=None,
+                     help="keep files younger than this (Delta refuses less than a table's own retention)")
+    vac.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
 
     ad = sub.add_parser("adapters", help="list the adapter registry, install the shipped adapters, or merge an "
                         "adapter into a full model for vLLM")
@@ -207,6 +213,22 @@ def cmd_tables(cfg: PrecisConfig, args: argparse.Namespace) -> int:
             line = f"unreadable: {str(exc).splitlines()[0][:200]}"
         print(f"  {spec.qualified_name:<{width}}  {line}")
     return 1 if unreadable else 0
+
+
+def cmd_vacuum(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from jobs.lake import Lake
+
+    lake = Lake(cfg)
+    verb = "would delete" if args.dry_run else "deleted"
+    total = 0
+    for spec in lake.existing_tables():
+        files = lake.vacuum(spec, args.retention_hours, dry_run=args.dry_run)
+        total += len(files)
+        print(f"  {spec.qualified_name}: {verb} {len(files)} file(s)")
+        for f in files:
+            log.debug("%s: %s", spec.qualified_name, f)
+    print(f"vacuum: {verb} {total} file(s) under {lake.root}")
+    return 0
 
 
 # Adapters trained from the sample data and shipped with the repository (see adapters/README.md).
@@ -401,6 +423,7 @@ COMMANDS = {
     "models": cmd_models,
     "ingest": cmd_ingest,
     "tables": cmd_tables,
+    "vacuum": cmd_vacuum,
     "sql": cmd_sql,
     "adapters": cmd_adapters,
     "train": cmd_train,

@@ -80,6 +80,16 @@ class TrainingConfig(_Strict):
     )
     teacher_api_key_env: str = Field(default="PRECIS_TEACHER_API_KEY", description="Env var that holds the endpoint's key; never logged.")
     judge: str = Field(default="self", description="RLAIF judge model, named like `teacher`.")
+
+    def public_dump(self) -> dict:
+        """The settings as an adapter.json records them: an endpoint's credentials hidden."""
+        from generator.safety import public_url
+
+        out = self.model_dump()
+        for key in ("teacher", "judge"):
+            url, sep, model = out[key].partition("|")
+            out[key] = public_url(url) + sep + model
+        return out
     adapters_dir: str | None = Field(default=None, description="Adapter registry; default <lake.root>/_artifacts/adapters.")
     eval_examples: int = Field(default=16, ge=1, description="Held-out prompts an adapter is evaluated on before promotion.")
     min_improvement: float = Field(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from generator.safety import public_url
 from generator.tasks.base import Task, run_task
 
 
@@ -21,7 +22,10 @@ class TeacherSpec:
 
     @property
     def teacher_id(self) -> str:
-        return f"http:{self.model}@{self.url}" if self.kind == "http" else f"{self.kind}:{Path(self.model).name}"
+        """Recorded with every stored output and logged: an endpoint's credentials never appear."""
+        if self.kind == "http":
+            return f"http:{self.model}@{public_url(self.url or '')}"
+        return f"{self.kind}:{Path(self.model).name}"
 
 
 def parse_teacher(spec: str, default_model: str, resolve=lambda name: name) -> TeacherSpec:

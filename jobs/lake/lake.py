@@ -120,6 +120,16 @@ class Lake:
 
         return DeltaTable(self.path(table), storage_options=self.storage_options)
 
+    def vacuum(self, table: str | TableSpec, retention_hours: int | None = None, dry_run: bool = True) -> list[str]:
+        """Files of the table that no current version needs and are older than the retention
+        (the table's `delta.deletedFileRetentionDuration`, default 7 days, unless `retention_hours`
+        is given; Delta refuses less than the table's own): the files later commits removed, and
+        the orphans a killed writer left behind (full vacuum: files no log entry mentions). Deleted
+        unless `dry_run`. Retention is what keeps a running writer's not-yet-committed files and a
+        long reader's snapshot safe, so it is never waived here."""
+        return self.delta_table(table).vacuum(retention_hours=retention_hours, dry_run=dry_run,
+                                              enforce_retention_duration=True, full=True)
+
     def ensure(self, table: str | TableSpec) -> None:
         """Create the table, empty with its schema, if it does not exist yet, so readers and
         analysts can query it before anything was written (e.g. a failures table with no failures)."""

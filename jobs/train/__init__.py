@@ -113,7 +113,7 @@ def train_task(lake: Lake, name: str, method: str, ds: str, max_steps: int | Non
     png = curve_png(run, tmp / "curve.png", f"{name} {method} {version}")
     meta = {"task": reg_task, "method": method, "recipe": f"{name} {method}", "scope": chosen.scope, "base_model": base,
             "parent_adapter": str(parent_folder) if parent_folder else None,
-            "config": cfg.model_dump(), "data_snapshot": json.loads(snap), "examples": result.examples,
+            "config": cfg.public_dump(), "data_snapshot": json.loads(snap), "examples": result.examples,
             "metrics": {"reward_first10": r_first, "reward_last10": r_last, "loss_first10": l_first, "loss_last10": l_last,
                         "seconds": run.seconds, **result.metrics},
             "reward": getattr(reward, "__name__", None), "judge_prompt_version": getattr(reward, "prompt_version", None),

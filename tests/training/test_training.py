@@ -295,6 +295,64 @@ def test_http_teacher_labels_through_an_openai_compatible_endpoint_mocked_locall
         server.shutdown()
 
 
+def _redirecting_to(target: str):
+    class Redirect(BaseHTTPRequestHandler):
+        seen_auth: list = []
+
+        def do_POST(self):  # noqa: N802
+            Redirect.seen_auth.append((self.path, self.headers.get("Authorization")))
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(307)  # keeps the method and body
+            self.send_header("Location", target if self.path.startswith("/v1/") else "/v1/chat/completions")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    return Redirect
+
+
+def test_teacher_key_never_follows_a_redirect_to_another_host_nor_goes_out_over_plain_http(monkeypatch):
+    """Two real servers on loopback: 127.0.0.1 redirects (same origin first, then) to `localhost`,
+    another origin, which must not see the key."""
+    from generator.backends import OpenAICompatBackend
+    from generator.tasks import relsum
+    from precis.errors import ConfigError
+    from training.teacher import label
+
+    monkeypatch.setenv("MY_KEY", "secret-123")
+    target = HTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    redirect = _redirecting_to(f"http://localhost:{target.server_port}/v1/chat/completions")
+    source = HTTPServer(("127.0.0.1", 0), redirect)
+    for server in (target, source):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _FakeOpenAI.seen_auth.clear()
+        backend = OpenAICompatBackend(f"http://127.0.0.1:{source.server_port}/old", "big-teacher", "MY_KEY")
+        out = label(backend, relsum.task(), [relsum.prepare("Travel mug", "Steel mug, 400 ml.")], attempts=1)
+        assert out and out[0]["value"]["summary"].startswith("Compact steel")
+        # /old -> /v1/... on the same origin keeps the key; the hop to localhost drops it
+        assert redirect.seen_auth == [("/old/chat/completions", "Bearer secret-123"), ("/v1/chat/completions", "Bearer secret-123")]
+        assert _FakeOpenAI.seen_auth == [None]
+    finally:
+        target.shutdown()
+        source.shutdown()
+    plain = OpenAICompatBackend("http://teacher.example.com/v1", "big-teacher", "MY_KEY")
+    with pytest.raises(ConfigError, match="over http.*https://"):
+        plain.generate([[{"role": "user", "content": "hi"}]], relsum.task().params)
+
+
+def test_endpoint_credentials_stay_out_of_ids_logs_and_adapter_json():
+    from training.config import TrainingConfig
+    from training.teacher import parse_teacher
+
+    url = "https://alice:s3cret@llm.example.com/v1?api_key=s3cret2|big-teacher"
+    spec = parse_teacher(url, "unused")
+    assert spec.teacher_id == "http:big-teacher@https://***@llm.example.com/v1?api_key=***"
+    dumped = json.dumps(TrainingConfig(teacher=url, judge=url).public_dump())
+    assert "s3cret" not in dumped and "alice" not in dumped and "llm.example.com/v1" in dumped
+
+
 def test_prompt_limit_drops_long_prompts_and_refuses_to_drop_all():
     from jobs.train.datasets import within_prompt_limit as _within_prompt_limit
 
