@@ -76,8 +76,11 @@ def generation_metrics(lake: Lake) -> pd.DataFrame:
         if not lake.exists(job.table):
             continue
         df = lake.read_pandas(job.table)
+        current = job.prompt_version
         for (model, adapter), g in df.groupby(["model_id", "adapter_version"]):
-            g = g[g.prompt_version == g.sort_values("generated_at").prompt_version.iloc[-1]]
+            # the rows of the task's current prompt; for a generator that has none, its newest prompt's
+            version = current if (g.prompt_version == current).any() else g.sort_values("generated_at").prompt_version.iloc[-1]
+            g = g[g.prompt_version == version]
             bad = int(((failures.task == job.name) & (failures.model_id == model) & (failures.adapter_version == adapter)).sum())
             out += [{"task": job.name, "model_id": model, "adapter_version": adapter, "metric": m, "value": v, "n": int(n)}
                     for m, v, n in job_metrics(lake, job, g, bad, teacher)]

@@ -24,8 +24,13 @@ PROFILE_TEMPLATE = (
     "{prefs_block}\n\nThese are preferences from several reviews of the same {subject}. Summarise "
     "them as a {subject} profile in 2 sentences: the aspects that are liked and the aspects that are disliked."
 )
+# The profiles are model outputs built from untrusted reviews and enter cleaned (one line, quote
+# runs and "(N/5)" markers neutralised, contact details redacted) but not yet as delimited blocks:
+# the shipped exp3rt_rating adapter was trained on this layout, and delimiting them moved its
+# held-out MAE from 0.269 to 0.469 (a 40-step retrain on the delimited layout: 0.619). Delimit them
+# together with the next retrain that matches 0.269.
 RATING_TEMPLATE = (
-    "{user_profile_block}\n\n{item_profile_block}\n\n"
+    "User profile: {user_profile}\n\nProduct profile: {item_profile}\n\n"
     "Past ratings: {rating_history}\n\n"
     "Reason step by step about how well this product matches this user's preferences, in at most "
     "3 short sentences. Then give the rating from 1 to 5 you expect this user to give."

@@ -26,7 +26,7 @@ from jobs.lake import Lake
 from jobs.lake import tables as T
 
 # Prompt labels of the EXP3RT templates that an output must not copy.
-_ECHO = (r"user profile\s*(?:\(data[^)]*\)\s*)?:", r"product profile\s*(?:\(data[^)]*\)\s*)?:", r"rating\s*\(1\s*-\s*5\)")
+_ECHO = (r"user profile\s*:", r"product profile\s*:", r"rating\s*\(1\s*-\s*5\)")
 
 
 # ---------------------------------------------------------------- preferences

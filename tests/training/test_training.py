@@ -84,7 +84,7 @@ def test_sumforu_rlaif_exp3rt_sft_and_rpo_sft_then_curriculum(train_lake):
 
     lake = train_lake
     rlaif = train_task(lake, "sumforu", "rlaif", "2024-05-01")
-    assert registry.manifest(rlaif.folder)["judge_prompt_version"] == "judge-v1"
+    assert registry.manifest(rlaif.folder)["judge_prompt_version"] == "judge-v2"
     assert 0 < rlaif.row["reward_first10"] <= 1  # mean of three 1-10 judge scores / 10
     exp3rt = train_task(lake, "exp3rt", "sft", "2024-05-01")
     assert exp3rt.folder.parent.name == "exp3rt_preferences"
