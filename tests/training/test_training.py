@@ -196,7 +196,7 @@ def test_sumforu_score_examples_put_the_loss_on_the_score_where_the_daily_job_re
             return [type("D", (), {"pick": lambda self, reading: "6"})() for _ in prompts]
 
     task = sumforu.summary_task()
-    inputs = {"persona": "Likes mild soap.", "rating_history": "none", "reviews_block": '"""- (5/5) mild"""'}
+    inputs = {"persona": "Likes mild soap.", "persona_block": '"""Likes mild soap."""', "rating_history": "none", "reviews_block": '"""- (5/5) mild"""'}
     [row] = score_examples(Tok(), task, [(inputs, sumforu.suitability_target("Mild and gentle.", 3.0))])
     assert row["completion"] == " 6<eos>"
     backend = ScoreOnly()
