@@ -82,9 +82,7 @@ def parse_profile(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_rating(user_profile: str, item_profile: str, history: RatingHistory) -> dict[str, Any]:
-    user, item = clean_input(user_profile, 800), clean_input(item_profile, 800)
-    return {"user_profile": user, "item_profile": item,
-            "user_profile_block": delimit("User profile", user), "item_profile_block": delimit("Product profile", item),
+    return {"user_profile": clean_input(user_profile, 800), "item_profile": clean_input(item_profile, 800),
             "rating_history": history.text(), "rating_facts": history.facts()}
 
 

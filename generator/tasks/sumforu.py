@@ -100,7 +100,8 @@ def parse_persona(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 def prepare_summary(persona: str, reviews: Sequence[tuple[float, str]], history: RatingHistory,
                     max_chars: int = SUMMARY_REVIEW_CHARS) -> dict[str, Any]:
-    return {"persona": clean_input(persona, 400), "persona_block": delimit("Shopper persona", clean_input(persona, 400)),
+    cleaned = clean_input(persona, 400)
+    return {"persona": cleaned, "persona_block": delimit("Shopper persona", cleaned),
             "reviews_block": _reviews_block(reviews, max_chars),
             "rating_history": history.text()}
 
