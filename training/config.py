@@ -45,6 +45,12 @@ class TrainSettings(_Strict):
         default=0.0, ge=0,
         description="ReLSum: reward minus this times the share of words over the summary's word cap.",
     )
+    rlaif_agreement: float = Field(
+        default=0.5, ge=0, le=1,
+        description="SUMFORU RLAIF: weight of the agreement term where the persona-holder rated the product (train "
+                    "reviews): reward = (1 - w) x judge + w x (1 - |suitability - 2 x stars| / 9). Rows without a "
+                    "rating get the judge's reward alone.",
+    )
     # DPO
     dpo_beta: float = Field(default=0.1, gt=0, description="DPO temperature of the implicit reward.")
     dpo_candidates: int = Field(default=4, ge=2, description="Completions per prompt scored to build one (chosen, rejected) pair.")

@@ -7,6 +7,7 @@ judge, the encoder), so the reward stays a small share of a step. `stats` record
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -73,19 +74,40 @@ JUDGE_CRITERIA = {
 JUDGE_PROMPT_VERSION = "judge-v2"
 
 
+_SUITABILITY = re.compile(r"(?i)suitability\s*(?:\(1\s*-\s*10\))?\s*[:=-]?\s*(\d{1,2})")
+
+
+def agreement(completion: str, stars: float) -> float:
+    """How far the completion's suitability is from the persona-holder's actual rating mapped to
+    1-10 (2 x stars, as the anchored targets map it): 1 when equal, 1/9 less per point of
+    distance, and 0 when the completion states no suitability from 1 to 10."""
+    found = _SUITABILITY.findall(completion)
+    score = int(found[-1]) if found else 0
+    if not 1 <= score <= 10:
+        return 0.0
+    return 1.0 - abs(score - 2 * float(stars)) / 9
+
+
 class JudgeReward:
     """SUMFORU RLAIF (seed 2): an AI preference estimator scores persona alignment, consistency
-    with the reviews and grounding, each the expected value of its 1-10 distribution; reward =
-    their mean / 10."""
+    with the reviews and grounding, each the expected value of its 1-10 distribution; the judge's
+    reward is their mean / 10. Where the persona-holder rated the product (`actual_rating`, a
+    train review's stars; NaN or None where there is none), the reward mixes in the agreement of
+    the completion's suitability with that rating: (1 - w) x judge + w x `agreement` (w:
+    `agreement_weight`). The judge alone cannot tell a fitting 10 from an unfitting one."""
 
     __name__ = "rlaif_judge_reward"
     prompt_version = JUDGE_PROMPT_VERSION
 
-    def __init__(self, judge):
+    def __init__(self, judge, agreement_weight: float = 0.0):
+        if not 0 <= agreement_weight <= 1:
+            raise ValueError(f"agreement_weight must be within [0, 1], got {agreement_weight}")
         self.judge = judge  # a generator backend (its `score`)
+        self.agreement_weight = agreement_weight
         self.stats = RewardStats()
+        self.agreements: list[float] = []  # the agreement term of every rated row, for the manifest
 
-    def __call__(self, prompts, completions, persona, reviews, **_) -> list[float]:
+    def __call__(self, prompts, completions, persona, reviews, actual_rating=None, **_) -> list[float]:
         started = time.perf_counter()
         summaries = [re.split(r"(?i)suitability", _text(c))[0].strip() for c in completions]
         prompts_ = []
@@ -101,6 +123,12 @@ class JudgeReward:
         n = len(JUDGE_CRITERIA)
         rewards = [float(np.mean(scores[i * n:(i + 1) * n])) / 10 for i in range(len(summaries))]
         rewards = [0.0 if not s else r for s, r in zip(summaries, rewards)]
+        w = self.agreement_weight
+        for i, stars in enumerate(actual_rating if actual_rating is not None else [None] * len(rewards)):
+            if w and stars is not None and not math.isnan(float(stars)):
+                term = agreement(_text(completions[i]), float(stars))
+                self.agreements.append(term)
+                rewards[i] = (1 - w) * rewards[i] + w * term
         self.stats.calls += 1
         self.stats.items += len(summaries)
         self.stats.seconds += time.perf_counter() - started

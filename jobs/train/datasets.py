@@ -73,6 +73,10 @@ def relsum_rows(lake: Lake, tokenizer, limit: int, heldout: bool = False) -> lis
 
 
 def sumforu_rows(lake: Lake, tokenizer, limit: int) -> list[dict[str, Any]]:
+    """RLAIF rows: each persona with each sampled product's reviews. `actual_rating` is the
+    persona-holder's own train rating of the product (NaN where they did not review it), for the
+    reward's agreement term; those pairs come first, and their rating history leaves that rating
+    out, as an anchored target's does."""
     from generator.tasks import sumforu
 
     personas = lake.read_pandas(T.GOLD_PERSONAS, ["user_id", "persona"]).drop_duplicates("user_id")
@@ -81,21 +85,42 @@ def sumforu_rows(lake: Lake, tokenizer, limit: int) -> list[dict[str, Any]]:
     samples = lake.read_pandas(T.SILVER_REVIEW_SAMPLES)
     samples = samples[samples.ds == samples.ds.max()]
     users, items = train_rating_stats(lake)
+    rated = train_ratings(lake)
     task = sumforu.summary_task()
     rows = []
     for product_id, g in sorted(samples.groupby("product_id"), key=lambda x: -len(x[1])):
         reviews = reviews_payload(g.sort_values("sample_rank").head(12))
         for persona in personas.itertuples():
+            stars = rated.get((persona.user_id, product_id))
             u = users.loc[persona.user_id] if persona.user_id in users.index else None
             i = items.loc[product_id] if product_id in items.index else None
-            history = RatingHistory(None if u is None else float(u.user_mean), 0 if u is None else int(u.user_n),
-                                    None if i is None else float(i.item_mean), 0 if i is None else int(i.item_n))
+            history = RatingHistory(*_without(u, "user", stars), *_without(i, "item", stars))
             inputs = sumforu.prepare_summary(persona.persona, reviews, history)
             rows.append({"prompt": render(tokenizer, task, inputs), "persona": persona.persona,
-                         "reviews": "\n".join(t for _, t in reviews), "inputs": inputs})
-            if len(rows) >= limit:
-                return rows
+                         "reviews": "\n".join(t for _, t in reviews), "inputs": inputs,
+                         "actual_rating": float("nan") if stars is None else stars})
+    rows.sort(key=lambda r: r["actual_rating"] != r["actual_rating"])  # rated pairs first (stable)
+    rows = rows[:limit]
+    log.info("sumforu rlaif rows: %d, %d of them rated by the persona-holder (agreement term)",
+             len(rows), sum(r["actual_rating"] == r["actual_rating"] for r in rows))
     return rows
+
+
+def _without(stats, who: str, stars: float | None) -> tuple[float | None, int]:
+    """(mean, n) of a `train_rating_stats` row, without one rating `stars` of it when given."""
+    if stats is None:
+        return None, 0
+    mean, n = float(stats[f"{who}_mean"]), int(stats[f"{who}_n"])
+    if stars is None:
+        return mean, n
+    return (None, 0) if n <= 1 else ((mean * n - stars) / (n - 1), n - 1)
+
+
+def train_ratings(lake: Lake) -> dict[tuple[str, str], float]:
+    """(user_id, product_id) -> the stars of that user's train review of the product."""
+    split = lake.read_pandas(T.SILVER_REVIEW_SPLIT)
+    train = split[(split.ds == split.ds.max()) & (split.split == "train")]
+    return {(r.user_id, r.product_id): float(r.rating) for r in train.itertuples()}
 
 
 def train_rating_stats(lake: Lake, leave_out: set[str] | frozenset[str] = frozenset()) -> tuple[pd.DataFrame, pd.DataFrame]:

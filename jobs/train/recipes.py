@@ -4,7 +4,8 @@ it starts from the task's newest adapter. The CLI's choices and the weekly DAG r
 
     relsum   sft (teacher) | grpo (reward: the frozen ONNX ranker) | dpo (pairs from that reward)
     sumforu  sft (teacher) | anchored-sft (suitability = 2 x the persona-holder's actual rating)
-             | persona-sft (grounded personas) | rlaif (GRPO with an AI judge's reward)
+             | persona-sft (grounded personas) | rlaif (GRPO: an AI judge's reward, plus agreement with
+             the persona-holder's actual rating where there is one)
     exp3rt   sft (teacher distillation of preference extraction)
              rationale-sft (rating prediction: reasoning written given the observed rating, then the rating)
     rpo      sft (teacher rewrites) | grpo (RL under the 2-to-6-shot history curriculum)
@@ -119,7 +120,10 @@ def _sumforu_rlaif(r: RecipeRun) -> RecipeResult:
 
     data = r.limit(D.sumforu_rows(r.lake, r.tokenizer, r.cfg.train.max_examples), "sumforu")
     run, reward = run_rlaif(r.base, [_no_io(x) for x in data], judge_backend(r.lake), r.cfg, r.out, r.parent)
-    return RecipeResult(run, len(data), reward)
+    rated = sum(x["actual_rating"] == x["actual_rating"] for x in data)  # NaN: not rated by the persona-holder
+    agreement = {"weight": reward.agreement_weight, "rated_rows": rated, "scored": len(reward.agreements),
+                 "mean": sum(reward.agreements) / len(reward.agreements) if reward.agreements else None}
+    return RecipeResult(run, len(data), reward, {"agreement": agreement})
 
 
 # ------------------------------------------------------------------ EXP3RT rating rationales

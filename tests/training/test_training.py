@@ -86,6 +86,9 @@ def test_sumforu_rlaif_exp3rt_sft_and_rpo_sft_then_curriculum(train_lake):
     rlaif = train_task(lake, "sumforu", "rlaif", "2024-05-01")
     assert registry.manifest(rlaif.folder)["judge_prompt_version"] == "judge-v2"
     assert 0 < rlaif.row["reward_first10"] <= 1  # mean of three 1-10 judge scores / 10
+    agreement = registry.manifest(rlaif.folder)["metrics"]["agreement"]
+    assert agreement["weight"] == 0.5 and agreement["rated_rows"] <= 3
+    assert agreement["scored"] == 0 or 0 <= agreement["mean"] <= 1
     exp3rt = train_task(lake, "exp3rt", "sft", "2024-05-01")
     assert exp3rt.folder.parent.name == "exp3rt_preferences"
     rpo_sft = train_task(lake, "rpo", "sft", "2024-05-01")
@@ -204,6 +207,28 @@ def test_sumforu_score_examples_put_the_loss_on_the_score_where_the_daily_job_re
     assert row["prompt"] == render_prompt(Tok(), backend.prompts[0])  # trained exactly where it is read
     with pytest.raises(ValueError, match="no 'Suitability"):
         score_examples(Tok(), task, [(inputs, "a summary without a score")])
+
+
+def test_rlaif_reward_mixes_in_agreement_with_the_actual_rating_where_there_is_one():
+    from training.rewards import JudgeReward, agreement
+
+    assert agreement("Mild.\nSuitability (1-10): 8", 4.0) == 1.0
+    assert agreement("Mild. Suitability: 10", 1.0) == pytest.approx(1 / 9)  # 2 x 1 star = 2: 8 points away
+    assert agreement("Mild.", 5.0) == 0.0 and agreement("Suitability: 0", 5.0) == 0.0  # no score from 1 to 10
+    assert agreement("Suitability 3 ... Suitability (1-10): 7", 3.0) == pytest.approx(1 - 1 / 9)  # the last one counts
+
+    class Judge:  # every criterion's expected score is 6
+        def score(self, prompts, choices):
+            return [type("D", (), {"expected": 6.0})() for _ in prompts]
+
+    reward = JudgeReward(Judge(), agreement_weight=0.5)
+    completions = ["Mild soap.\nSuitability (1-10): 10", "Mild soap.\nSuitability (1-10): 10", "Mild soap."]
+    out = reward(["p"] * 3, completions, ["persona"] * 3, ["reviews"] * 3, actual_rating=[5.0, 1.0, float("nan")])
+    assert out == pytest.approx([0.5 * 0.6 + 0.5 * 1.0, 0.5 * 0.6 + 0.5 / 9, 0.6])
+    assert reward.agreements == pytest.approx([1.0, 1 / 9])
+    assert JudgeReward(Judge())(["p"], completions[:1], ["x"], ["y"], actual_rating=[1.0]) == pytest.approx([0.6])
+    with pytest.raises(ValueError, match="agreement_weight"):
+        JudgeReward(Judge(), agreement_weight=1.5)
 
 
 def test_balanced_repeats_rare_scores_up_to_a_cap():
