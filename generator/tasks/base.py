@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generator.backends import Backend, Messages, SamplingParams
-from generator.safety import contains_pii, strip_markup
+from generator.safety import clean_input, contains_pii, delimit, strip_markup
 from precis.errors import InvalidOutput
 
 
@@ -53,6 +53,14 @@ class ScoreSpec:
     # a str.format template over the task's inputs, put on its own line between the free text and
     # the label (e.g. the rating history): what the model reads right before it scores
     lead: str = ""
+    # a str.format template over the task's inputs and `text_block` (the free text, cleaned and
+    # delimited as `text_label`): when set, the score is read in a short conversation of its own
+    # (the task's system message, this as the user's message, the label as the reply) instead of
+    # after the whole task prompt. The score then judges the text it is printed beside, a student
+    # learns it from a few hundred tokens instead of the whole prompt, and reading it costs a
+    # prefill of this prompt only. The lead line stays in the output text either way.
+    prompt: str = ""
+    text_label: str = "Text"
 
     def __post_init__(self) -> None:
         if self.reading not in ("median", "rounded-expected"):
@@ -66,6 +74,14 @@ class ScoreSpec:
         """The reply the score is read after: `text` (already cut), the lead line if any, the label."""
         lead = self.lead.format(**inputs) + "\n" if self.lead else ""
         return f"{text.rstrip()}\n{lead}{self.label}"
+
+    def messages(self, system: str, inputs: dict[str, Any], text: str) -> Messages:
+        """The short scoring conversation of a `prompt` (see above) for the free text `text`."""
+        if not self.prompt:
+            raise ValueError(f"score {self.field} has no prompt of its own; it is read after the task's prompt")
+        user = self.prompt.format(**inputs, text_block=delimit(self.text_label, clean_input(text)))
+        return [{"role": "system", "content": system}, {"role": "user", "content": user},
+                {"role": "assistant", "content": self.label}]
 
     def fields(self, dist) -> dict[str, float]:
         return {f"{self.field}_expected": round(dist.expected, 6), f"{self.field}_entropy": round(dist.entropy, 6)}
@@ -100,7 +116,7 @@ class Task:
     @property
     def prompt_version(self) -> str:
         score = (f"{self.score.label}{self.score.choices}{self.score.cut_at}{self.score.reading}{self.score.lead}"
-                 if self.score else "")
+                 f"{self.score.prompt}{self.score.text_label if self.score.prompt else ''}" if self.score else "")
         best = f"best of {self.candidates} by {self.pick.__module__}.{self.pick.__qualname__}" if self.pick else ""
         text = f"{self.name}\n{self.system}\n{self.template}\n{self.reply_prefix}\n{score}\n{self.rules_version}{best}"
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -112,6 +128,17 @@ class Task:
             msgs.append({"role": "assistant", "content": reply})
         return msgs
 
+    def score_messages(self, inputs: dict[str, Any], text: str) -> Messages:
+        """The conversation the score of free text `text` (already cut) is read after: the score's
+        own short prompt when it has one, else the task's prompt with `text`, the lead line and the
+        label as the reply. Generation reads it here and a score student is trained here."""
+        spec = self.score
+        if spec is None:
+            raise ValueError(f"task {self.name} has no score")
+        if spec.prompt:
+            return spec.messages(self.system, inputs, text)
+        return self.messages(inputs, reply=spec.reply(text, inputs))
+
 
 def _with_score(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], texts: list[str]):
     """Free texts completed with the task's score: '<text>\n<label> <the choice `reading` names>',
@@ -119,11 +146,11 @@ def _with_score(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], 
     spec = task.score
     assert spec is not None
     cut = []
-    for text, x in zip(texts, inputs):
+    for text in texts:
         found = re.compile(spec.cut_at, re.IGNORECASE).search(text, len(task.reply_prefix))
-        cut.append(spec.reply(text[: found.start()] if found else text, x))
-    dists = backend.score([task.messages(i, reply=c) for i, c in zip(inputs, cut)], spec.choices)
-    return [f"{c} {d.pick(spec.reading)}" for c, d in zip(cut, dists)], dists
+        cut.append(text[: found.start()] if found else text)
+    dists = backend.score([task.score_messages(x, c) for x, c in zip(inputs, cut)], spec.choices)
+    return [f"{spec.reply(c, x)} {d.pick(spec.reading)}" for c, x, d in zip(cut, inputs, dists)], dists
 
 
 def clean_output(text: str) -> str:

@@ -147,6 +147,15 @@ def suitability_target(summary: str, rating: float) -> str:
 # The score is read after the summary and this line (ScoreSpec.lead): the persona-holder's rating
 # history, the strongest single predictor of their rating, right where the score is decided.
 SCORE_LEAD = "Past ratings: {rating_history}"
+# The score is read in a short conversation of its own (ScoreSpec.prompt): the persona, the summary
+# the score is printed beside, and the rating history, about 200 tokens where the summary prompt
+# with its reviews is about 800. The 135M student trained after the whole summary prompt learnt to
+# say 10 (48 steps fit in 28 minutes on 2 cores); here the history line is a quarter of what it
+# reads, and a step costs a quarter as much.
+SCORE_PROMPT = (
+    "{persona_block}\n\n{text_block}\n\nPast ratings: {rating_history}\n\n"
+    "How well does this product suit this shopper, from 1 (poor fit) to 10 (perfect fit)?"
+)
 
 
 def parse_summary(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -180,5 +189,6 @@ def persona_task() -> Task:
 def summary_task() -> Task:
     return Task("sumforu_summary", SYSTEM, SUMMARY_TEMPLATE, parse_summary, SamplingParams(max_new_tokens=100),
                 score=ScoreSpec("Suitability (1-10):", tuple(str(i) for i in range(1, 11)), cut_at=r"\bsuitability\b",
-                                field="suitability", lead=SCORE_LEAD),
+                                field="suitability", lead=SCORE_LEAD, prompt=SCORE_PROMPT,
+                                text_label="Summary of the product's reviews"),
                 rules_version="2")  # 2: the score's lead line is not part of the summary

@@ -76,7 +76,7 @@ def score_examples(tokenizer, task, targets: list[tuple[dict[str, Any], str]]) -
         summary, _, score = target.rpartition(label)
         if not summary or not score.strip():
             raise ValueError(f"a {task.name} target has no '{label} N' at its end: {target[-80:]!r}")
-        prompt = render_prompt(tokenizer, task.messages(inputs, reply=task.score.reply(summary, inputs)))
+        prompt = render_prompt(tokenizer, task.score_messages(inputs, summary.rstrip()))
         out.append({"prompt": prompt, "completion": " " + score.strip() + tokenizer.eos_token})
     return out
 
