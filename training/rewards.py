@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from generator.safety import delimit
+from generator.tasks.sumforu import SCORE_PATTERN
 
 
 @dataclass
@@ -74,14 +75,11 @@ JUDGE_CRITERIA = {
 JUDGE_PROMPT_VERSION = "judge-v2"
 
 
-_SUITABILITY = re.compile(r"(?i)suitability\s*(?:\(1\s*-\s*10\))?\s*[:=-]?\s*(\d{1,2})")
-
-
 def agreement(completion: str, stars: float) -> float:
     """How far the completion's suitability is from the persona-holder's actual rating mapped to
     1-10 (2 x stars, as the anchored targets map it): 1 when equal, 1/9 less per point of
     distance, and 0 when the completion states no suitability from 1 to 10."""
-    found = _SUITABILITY.findall(completion)
+    found = SCORE_PATTERN.findall(completion)
     score = int(found[-1]) if found else 0
     if not 1 <= score <= 10:
         return 0.0

@@ -27,7 +27,8 @@ SUMMARY_TEMPLATE = (
     "Then rate how well the product suits this shopper from 1 (poor fit) to 10 (perfect fit)."
 )
 _PERSONA_PREFIX = re.compile(r"^\s*persona\s*:\s*", re.IGNORECASE)
-_SCORE = re.compile(r"suitability\s*(?:score)?\s*(?:\(1\s*-\s*10\))?\s*[:=-]?\s*(\d{1,2})(?:\s*/\s*10)?", re.IGNORECASE)
+SCORE_PATTERN = re.compile(  # a stated suitability; the reward's agreement term reads it too
+    r"suitability\s*(?:score)?\s*(?:\(1\s*-\s*10\))?\s*[:=-]?\s*(\d{1,2})(?:\s*/\s*10)?", re.IGNORECASE)
 _REVIEW_MARKER = re.compile(r"\(\s*\d(?:\.\d)?\s*/\s*5\s*\)")  # how the prompt lists each review: "- (5/5) ..."
 # A persona sentence this close to a review sentence is the review copied, not a description of the
 # shopper: it does not count as supported.
@@ -162,7 +163,7 @@ def parse_summary(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
     if "rating_history" in inputs:  # the lead line is the prompt's, not the model's summary
         text = text.replace(SCORE_LEAD.format(**inputs), " ")
     out = clean_output(text)
-    matches = list(_SCORE.finditer(out))
+    matches = list(SCORE_PATTERN.finditer(out))
     if not matches:
         raise InvalidOutput("no suitability score from 1 to 10")
     last = matches[-1]  # the constrained score comes last
