@@ -57,8 +57,13 @@ def _loose(schema: pa.Schema) -> pa.StructType:
     return pa.struct([pa.field(f.name, f.type, nullable=True) for f in schema])
 
 
+# `unreadable`: why a unit's input itself failed mid-way (a truncated gzip, an I/O error), with the
+# file and the last line read; the driver raises it before committing anything. It travels as data,
+# so the driver never has to dig the reason out of a Spark worker's traceback.
+UNREADABLE = "unreadable"
 PARSED_SCHEMA = pa.schema(
     [pa.field("target", pa.string(), False)] + [pa.field(t, _loose(spec.schema)) for t, spec in _TARGETS.items()]
+    + [pa.field(UNREADABLE, pa.string())]
 )
 
 
@@ -235,7 +240,8 @@ def _batch(rows: list[dict[str, Any]], ctx: Context) -> pa.RecordBatch:
 
 def _to_batches(unit: Unit, ctx: Context, size: int = 8192) -> Iterator[pa.RecordBatch]:
     """The unit's rows in Arrow batches. A failure of the input itself (a truncated gzip, an I/O
-    error) fails the file, with its name and the last line read."""
+    error) ends the unit with one `unreadable` row naming the file and the last line read, which
+    fails the whole ingest before anything is committed (`run_ingest`)."""
     buf: list[dict[str, Any]] = []
     rows = unit_rows(unit, ctx)
     last_line = None
@@ -246,7 +252,9 @@ def _to_batches(unit: Unit, ctx: Context, size: int = 8192) -> Iterator[pa.Recor
             break
         except Exception as exc:
             where = f"after line {last_line}" if last_line is not None else "before its first record"
-            raise IngestError(f"{unit.path}: reading failed {where}: {type(exc).__name__}: {exc}") from exc
+            reason = f"{unit.path}: reading failed {where}: {type(exc).__name__}: {exc}"
+            yield pa.RecordBatch.from_pylist([{"target": UNREADABLE, UNREADABLE: reason}], schema=PARSED_SCHEMA)
+            return
         last_line = row[_SOURCE][1]
         buf.append(row)
         if len(buf) >= size:
@@ -343,8 +351,13 @@ def run_ingest(lake: Lake, units: list[Unit], ctx: Context, files: list[str]) ->
     try:
         try:
             counts = {r["target"]: r["count"] for r in parsed.groupBy("target").count().collect()}
-        except Exception as exc:  # a file that breaks mid-way (truncated gzip, I/O error)
-            raise IngestError(f"reading the input failed, nothing was committed: {_root_cause(exc)}") from None
+        except Exception as exc:  # not the input (that comes back as an `unreadable` row): Spark itself
+            log.debug("the parse stage failed", exc_info=True)
+            raise IngestError(f"reading the input failed, nothing was committed: {type(exc).__name__} in the "
+                              "Spark parse stage (run with -v for Spark's traceback)") from None
+        if counts.pop(UNREADABLE, 0):
+            reasons = [r[UNREADABLE] for r in parsed.where(F.col("target") == UNREADABLE).select(UNREADABLE).collect()]
+            raise IngestError(f"reading the input failed, nothing was committed: {'; '.join(sorted(reasons))}")
         report.records = counts
         plans: list[tuple[str, TableSpec, list[str], str]] = [
             ("quarantine", BRONZE_QUARANTINE, ["source_file", "source_line"], "ignore"),
@@ -368,16 +381,6 @@ def run_ingest(lake: Lake, units: list[Unit], ctx: Context, files: list[str]) ->
         parsed.unpersist()
     report.seconds = time.time() - t0
     return report
-
-
-def _root_cause(exc: Exception) -> str:
-    text = str(exc)
-    for marker in ("IngestError", "EOFError", "BadGzipFile", "OSError", "FileNotFoundError", "PermissionError", "ValueError"):
-        idx = text.find(marker + ":")
-        if idx >= 0:
-            line = text[idx:].splitlines()[0]
-            return line.removeprefix("IngestError: ")
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _ctx(lake: Lake, source: str, ds: str, category: str | None = None) -> Context:
