@@ -59,9 +59,10 @@ def step_task(step: str, cfg: PrecisConfig):
 
         return PythonOperator(task_id=step, python_callable=run_in_process, op_kwargs={"step": step},
                               retries=retries)
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+    from jobs.cluster_task import StepSubmitOperator
 
-    return SparkSubmitOperator(
+    return StepSubmitOperator(
+        step=step,
         task_id=step,
         application=str(Path(__file__).resolve().parent / "submit.py"),
         application_args=["job", step, "--date", "{{ ds }}"],

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 
 from jobs.lake import Lake
-from precis.errors import IngestError, NoRanker  # noqa: F401 (NoRanker: the steps that need a ranker raise it; the DAG skips them)
+from precis.errors import IngestError, NoRanker  # noqa: F401 (NoRanker: the steps of NEEDS_RANKER raise it; the DAG skips them)
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,10 @@ def _steps() -> dict[str, Step]:
 
 
 STEPS = _steps()
+# The steps that raise NoRanker when no ranker is trained yet; the DAG skips them (the in-process
+# task on the exception itself, the spark-submit task by checking first: jobs.cluster_task).
+NEEDS_RANKER = frozenset({"description_delta", "evaluate_ranking", "build_training_sets", "train_relsum",
+                          "evaluate_relsum_adapter"})
 GENERATE = tuple(name for name in STEPS if name.startswith("generate_"))
 
 

@@ -1,0 +1,41 @@
+"""The DAG's task factory on the cluster column: a step runs through spark-submit, and a step that
+needs a ranker is skipped before anything is submitted when none is trained (spark-submit reports
+only an exit status, so the check cannot wait for the step's NoRanker)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+
+@pytest.fixture
+def cluster_cfg(tmp_path, monkeypatch):
+    from jobs.config import load_config
+
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump({"lake": {"root": str(tmp_path / "lake")}, "spark": {"master": "spark://127.0.0.1:7077"}}))
+    monkeypatch.setenv("PRECIS_CONFIG", str(path))
+    return load_config(None)
+
+
+def test_a_cluster_step_is_a_spark_submit_of_precis_job(cluster_cfg):
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    from jobs.orchestration import is_local, step_task
+
+    task = step_task("filter_reviews", cluster_cfg)
+    assert not is_local(cluster_cfg) and isinstance(task, SparkSubmitOperator)
+    assert task.step == "filter_reviews" and task.application.endswith("jobs/submit.py")
+    assert task.application_args == ["job", "filter_reviews", "--date", "{{ ds }}"]
+
+
+@pytest.mark.parametrize("step", ["description_delta", "evaluate_ranking", "train_relsum"])
+def test_a_cluster_step_that_needs_a_ranker_is_skipped_before_submitting_when_none_is_trained(cluster_cfg, step):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from jobs.orchestration import step_task
+    from jobs.pipeline import NEEDS_RANKER, STEPS
+
+    assert NEEDS_RANKER <= set(STEPS) and step in NEEDS_RANKER
+    with pytest.raises(AirflowSkipException, match="precis train ranker"):
+        step_task(step, cluster_cfg).execute({})
