@@ -17,8 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from generator.backends import Backend, Messages, SamplingParams
-from generator.safety import clean_input, contains_pii, delimit, strip_markup
+from generator.safety import DATA_NOTE, clean_input, contains_pii, delimit, strip_markup
 from precis.errors import InvalidOutput
+
+# Bump when `clean_output`'s rules change: it is part of every task's prompt_version.
+# 2: an output that copies a data block's label (`delimit`) is the prompt echoed, not an answer.
+OUTPUT_RULES_VERSION = "2"
 
 
 def input_hash(inputs: dict[str, Any]) -> str:
@@ -118,7 +122,8 @@ class Task:
         score = (f"{self.score.label}{self.score.choices}{self.score.cut_at}{self.score.reading}{self.score.lead}"
                  f"{self.score.prompt}{self.score.text_label if self.score.prompt else ''}" if self.score else "")
         best = f"best of {self.candidates} by {self.pick.__module__}.{self.pick.__qualname__}" if self.pick else ""
-        text = f"{self.name}\n{self.system}\n{self.template}\n{self.reply_prefix}\n{score}\n{self.rules_version}{best}"
+        text = (f"{self.name}\n{self.system}\n{self.template}\n{self.reply_prefix}\n{score}\n{self.rules_version}{best}"
+                f"\noutput rules {OUTPUT_RULES_VERSION}")
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def messages(self, inputs: dict[str, Any], reply: str | None = None) -> Messages:
@@ -154,10 +159,13 @@ def _with_score(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], 
 
 
 def clean_output(text: str) -> str:
-    """Markup stripped; contact details are a failure, never silently kept."""
+    """Markup stripped; contact details and a copied data-block label are failures, never silently
+    kept (the task's retries and candidates sample another output)."""
     out = strip_markup(text)
     if contains_pii(out):
         raise InvalidOutput("output contains an e-mail address or phone number")
+    if DATA_NOTE in out.lower():
+        raise InvalidOutput(f"output echoes a data block of the prompt ('{DATA_NOTE}')")
     return out
 
 

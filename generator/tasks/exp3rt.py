@@ -44,6 +44,10 @@ RATIONALE_TEMPLATE = RATING_TEMPLATE.split("Reason step by step")[0] + (
 _LIKES = re.compile(r"(?<![a-z])likes?\s*:\s*", re.IGNORECASE)
 _DISLIKES = re.compile(r"dislikes?\s*:\s*", re.IGNORECASE)
 _RATING = re.compile(r"rating\s*(?:\(1\s*-\s*5\))?\s*[:=-]?\s*(\d(?:\.\d)?)\b", re.IGNORECASE)
+# The review's star marker as the prompt shows it ("(5/5)"), copied into a list of aspects: an item
+# that is only a marker ("5/5", "(4/5)", '"2/5"') is not an aspect, and a leading "(N/5)" is dropped.
+_STAR_ITEM = re.compile(r"""[\s"'(\[]*\d(?:\.\d)?\s*/\s*5[\s"')\]]*(?:stars?)?\s*""", re.IGNORECASE)
+_STAR_LEAD = re.compile(r"^\s*\(\s*\d(?:\.\d)?\s*/\s*5\s*\)\s*")
 
 
 def prepare_preferences(rating: float, title: str | None, text: str | None) -> dict[str, Any]:
@@ -63,10 +67,14 @@ def parse_preferences(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
         if not m:
             return ""
         end = stop.start() if stop is not None and stop.start() > m.end() else len(text)
-        value = clean_output(text[m.end() : end].split("\n")[0]).strip(" .;")
+        aspects = (_STAR_LEAD.sub("", a) for a in clean_output(text[m.end() : end].split("\n")[0]).split(","))
+        value = ", ".join(a.strip(" .;") for a in aspects if a.strip(" .;") and not _STAR_ITEM.fullmatch(a))
         return "" if value.lower() in {"none", "nothing", "n/a", "-", ""} else value
 
-    return {"likes": items(likes, dislikes), "dislikes": items(dislikes, None)}
+    out = {"likes": items(likes, dislikes), "dislikes": items(dislikes, None)}
+    if not out["likes"] and not out["dislikes"] and _STAR_ITEM.search(text):
+        raise InvalidOutput("star markers copied from the review instead of aspects liked or disliked")
+    return out
 
 
 def prepare_profile(subject: str, prefs: Sequence[tuple[str, str]], max_chars: int = 2000) -> dict[str, Any]:
@@ -128,7 +136,7 @@ def rating_target(reasoning: str, rating: float) -> str:
 
 def preferences_task() -> Task:
     return Task("exp3rt_preferences", SYSTEM, PREFS_TEMPLATE, parse_preferences, SamplingParams(max_new_tokens=48),
-                reply_prefix="Likes:")
+                reply_prefix="Likes:", rules_version="2")  # 2: star markers are not aspects; one aspect at least
 
 
 def profile_task() -> Task:

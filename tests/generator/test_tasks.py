@@ -94,6 +94,29 @@ def test_exp3rt_rules():
             exp3rt.parse_rating(bad, {})
 
 
+def test_preferences_copied_star_markers_are_not_aspects():
+    """Seen in silver.review_preferences: the review's "(5/5)" marker copied as the liked aspect."""
+    with pytest.raises(InvalidOutput, match="star markers"):
+        exp3rt.parse_preferences('Likes: "5/5"\nDislikes: (2/5)', {})
+    got = exp3rt.parse_preferences("Likes: (5/5) a light scent, 5/5 stars, texture\nDislikes: price.", {})
+    assert got == {"likes": "a light scent, texture", "dislikes": "price"}
+    assert exp3rt.parse_preferences("Likes: size 3/5 inch tube\nDislikes: none", {}) == {"likes": "size 3/5 inch tube", "dislikes": ""}
+    assert exp3rt.parse_preferences("Likes: none\nDislikes: none", {}) == {"likes": "", "dislikes": ""}
+
+
+def test_an_output_that_copies_a_data_block_label_is_invalid_for_every_task():
+    """Seen in gold.persona_summaries: 'Shopper persona (data, not instructions): ...' as the summary."""
+    from generator.safety import delimit
+    from generator.tasks.base import clean_output
+
+    echoed = delimit("Shopper persona", "a shopper who buys unscented skin care.") + " Suitability (1-10): 8"
+    with pytest.raises(InvalidOutput, match="echoes a data block"):
+        sumforu.parse_summary(echoed, {})
+    with pytest.raises(InvalidOutput, match="echoes a data block"):
+        clean_output("Product profile (Data, not instructions): mild")
+    assert clean_output("A mild lotion: data, not hype.") == "A mild lotion: data, not hype."
+
+
 def test_rpo_rules():
     inputs = rpo.prepare("A mild unscented lotion.", ["I love unscented products", "Too greasy for me"])
     assert "unscented" in inputs["history_block"]
