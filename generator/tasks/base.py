@@ -126,6 +126,12 @@ class Task:
                 f"\noutput rules {OUTPUT_RULES_VERSION}")
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    def answer(self, continuation: str) -> str:
+        """The whole answer: the reply prefix and the model's continuation of it, which the backends
+        return stripped, so joined by a space ("Reasoning:" + "It is mild." -> "Reasoning: It is
+        mild.", as the SFT targets write it)."""
+        return f"{self.reply_prefix} {continuation}" if self.reply_prefix else continuation
+
     def messages(self, inputs: dict[str, Any], reply: str | None = None) -> Messages:
         msgs = [{"role": "system", "content": self.system}, {"role": "user", "content": self.template.format(**inputs)}]
         reply = self.reply_prefix if reply is None else reply
@@ -213,7 +219,7 @@ def run_task(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], att
         if attempt > 1:  # greedy decoding would repeat the same invalid text
             params = SamplingParams(params.max_new_tokens, temperature=0.7, top_p=0.95, seed=attempt)
         gens = _generate(backend, task, [inputs[i] for i in pending], params)
-        texts = [f"{task.reply_prefix}{g.text}" if task.reply_prefix else g.text for g in gens]
+        texts = [task.answer(g.text) for g in gens]
         dists: list = [None] * len(texts)
         if task.score is not None:
             texts, dists = _with_score(backend, task, [inputs[i] for i in pending], texts)
@@ -226,7 +232,7 @@ def run_task(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], att
             last_raw[i] = text
             try:
                 if others:
-                    text, value = _best_of(task, [text] + [task.reply_prefix + o[row].text for o in others], inputs[i])
+                    text, value = _best_of(task, [text] + [task.answer(o[row].text) for o in others], inputs[i])
                 else:
                     value = task.parse(text, inputs[i])
             except InvalidOutput as exc:
@@ -236,7 +242,7 @@ def run_task(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], att
             if dist is not None:
                 value = {**value, **task.score.fields(dist)}
             # raw = the whole completion after any reply prefix, score included: a teacher's SFT target
-            results[i] = TaskResult("ok", value, text[len(task.reply_prefix):], None, attempt, tokens[i])
+            results[i] = TaskResult("ok", value, text[len(task.reply_prefix):].lstrip(), None, attempt, tokens[i])
         pending = still
     for i in pending:
         results[i] = TaskResult("failed", None, last_raw[i], last_reason[i], limit, tokens[i])

@@ -223,3 +223,14 @@ def test_summary_score_is_read_in_its_own_short_prompt_of_persona_summary_and_hi
     assert plain.prompt_version != task.prompt_version
     with pytest.raises(ValueError, match="no score"):
         sumforu.persona_task().score_messages(inputs, "x")
+
+
+def test_a_reply_prefix_and_its_stripped_continuation_join_as_the_sft_targets_write_them():
+    """The backends strip the continuation; 'Reasoning:' + 'It is mild.' read 'Reasoning:It is mild.'
+    at generation while the rating student was trained on 'Reasoning: It is mild.'."""
+    assert exp3rt.rating_task().answer("It is mild.") == "Reasoning: It is mild."
+    assert exp3rt.rating_task().answer("It is mild.") == "Reasoning:" + exp3rt.rating_target("It is mild.", 4).split("\n")[0]
+    assert relsum.task().answer("A mild lotion.") == "A mild lotion."  # no prefix: unchanged
+    persona = sumforu.persona_task()
+    assert sumforu.parse_persona(persona.answer("buys unscented skin care and dislikes strong perfume."), {}) == {
+        "persona": "This shopper buys unscented skin care and dislikes strong perfume."}
