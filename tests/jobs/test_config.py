@@ -24,6 +24,7 @@ def test_unknown_key_names_key_and_file(tmp_path):
     with pytest.raises(ConfigError) as err:
         load_config(f, environ={})
     assert "spark.mastr" in str(err.value) and str(f) in str(err.value)
+    assert "did you mean 'spark.master'?" in str(err.value)
 
 
 def test_unknown_section_is_an_error(tmp_path):
@@ -83,6 +84,11 @@ def test_precedence_file_then_env_then_flag(tmp_path):
 def test_bad_env_override_is_reported():
     with pytest.raises(ConfigError) as err:
         load_config(None, environ={"PRECIS__SPARK__SHUFFLE_PARTITIONS": "lots"})
-    assert "spark.shuffle_partitions" in str(err.value) and "environment" in str(err.value)
-    with pytest.raises(ConfigError, match="unknown key 'spark.colour'"):
+    assert "'spark.shuffle_partitions' in PRECIS__SPARK__SHUFFLE_PARTITIONS:" in str(err.value)
+    with pytest.raises(ConfigError, match="unknown key 'spark.colour' in PRECIS__SPARK__COLOUR$"):
         load_config(None, environ={"PRECIS__SPARK__COLOUR": "red"})
+    with pytest.raises(ConfigError, match=r"'training.train.max_step' in PRECIS__TRAINING__TRAIN__MAX_STEP; "
+                                          r"did you mean 'training.train.max_steps'\?"):
+        load_config(None, environ={"PRECIS__TRAINING__TRAIN__MAX_STEP": "3"})
+    with pytest.raises(ConfigError, match="'spark.log_level' in PRECIS__SPARK__LOG_LEVEL: Input should be 'ALL'"):
+        load_config(None, environ={"PRECIS__SPARK__LOG_LEVEL": "LOUD"})
