@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import textwrap
 import time
@@ -65,6 +66,13 @@ def _global_options(p: argparse.ArgumentParser, default: Any = None) -> None:
     p.add_argument("--lake", metavar="DIR", default=default, help="lake root folder or URI; overrides lake.root")
     p.add_argument("-v", "--verbose", action="store_true", default=False if default is None else default,
                    help="debug logging")
+
+
+def _sql_file(value: str) -> Path:
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{value} is not a file (give one .sql file; see sql/ for examples)")
+    return path
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -177,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "precis sql \"select count(*) from bronze.reviews\".",
     )
     sql.add_argument("query", nargs="?", help="the SQL statement")
-    sql.add_argument("-f", "--file", type=Path, help="read the statement from a file instead")
+    sql.add_argument("-f", "--file", type=_sql_file, help="read the statement from a file instead")
     sql.add_argument("--max-rows", type=int, default=50, help="rows to print (default 50)")
     return p
 
@@ -190,6 +198,9 @@ def _configure_logging(verbose: bool) -> None:
     )
     for noisy in ("py4j", "urllib3", "filelock", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # delta-rs logs from Rust (its object-store credential chain warns once per provider it tries);
+    # a user's own RUST_LOG wins
+    os.environ.setdefault("RUST_LOG", "warn" if verbose else "error")
 
 
 def cmd_models(cfg: PrecisConfig, args: argparse.Namespace) -> int:
@@ -472,7 +483,11 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, duckdb.Error):
             print(f"precis: SQL error: {exc}", file=sys.stderr)
             return 2
-        raise
+        # failed work that no Precis check foresaw (a storage error, a Spark failure): one line, exit 1
+        log.debug("traceback", exc_info=True)
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+        print(f"precis: error: {type(exc).__name__}: {first[:500]} (run with -v for the traceback)", file=sys.stderr)
+        return 1
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -48,6 +48,12 @@ def test_errors_are_clear_and_nonzero(tmp_path):
     assert conf.returncode == 2 and "unknown key 'spark.mastr'" in conf.stderr
     date = run("ingest", "reviews", str(BEAUTY), "--date", "2024-13-01")
     assert date.returncode == 2 and "YYYY-MM-DD" in date.stderr
+    folder = run("sql", "-f", "sql/")
+    assert folder.returncode == 2 and "sql/ is not a file" in folder.stderr and "Traceback" not in folder.stderr
+    # failed work nobody foresaw (here: an object-store lake this machine cannot reach) is one line, exit 1
+    remote = run("--config", "conf/cluster.example.yaml", "tables")
+    assert remote.returncode == 1 and "Traceback" not in remote.stderr and "WARN" not in remote.stderr
+    assert remote.stderr.strip().count("\n") == 0 and "run with -v" in remote.stderr
 
 
 def test_ingest_tables_and_sql(tmp_path, spark, capsys):
