@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jobs.config import ENV_PREFIX, PrecisConfig, load_config
-from precis.errors import MissingPrerequisite, PrecisError
+from precis.errors import MissingPrerequisite, PrecisError, UsageError
 
 log = logging.getLogger("precis")
 
@@ -290,10 +290,10 @@ def cmd_adapters(cfg: PrecisConfig, args: argparse.Namespace) -> int:
                       f"  examples={m.get('examples')}  {folder}")
         return 0
     if not args.task:
-        raise SystemExit("precis adapters merge: give the TASK (and optionally a VERSION)")
+        raise UsageError("precis adapters merge: give the TASK (and optionally a VERSION)")
     folder = registry.select(root, args.task, args.version)
     if folder is None:
-        raise SystemExit(f"no ready adapter for {args.task} under {root}")
+        raise MissingPrerequisite(f"no ready adapter for {args.task} under {root}", f"train one (precis train {args.task} --method ...)")
     from generator.models import resolve
 
     out = registry.merge(folder, registry.manifest(folder)["base_model"] or resolve(cfg.models.generator, cfg.cache_dir),
@@ -309,7 +309,7 @@ def cmd_sql(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     from jobs.lake.sql import run_sql
 
     if (args.query is None) == (args.file is None):
-        raise SystemExit("precis sql: give either a QUERY or -f FILE")
+        raise UsageError("precis sql: give either a QUERY or -f FILE")
     query = args.file.read_text() if args.file else args.query
     df = run_sql(Lake(cfg), query)
     if df.empty:
@@ -338,11 +338,14 @@ def cmd_train(cfg: PrecisConfig, args: argparse.Namespace) -> int:
             print(f"teacher labelled {len(out)} {args.task} inputs into silver.teacher_outputs")
             return 0
         if not args.method:
-            raise SystemExit(f"precis train {args.task}: give --method ({'|'.join(methods)})")
+            raise UsageError(f"precis train {args.task}: give --method ({'|'.join(methods)})")
         if args.method not in methods:
-            raise SystemExit(f"precis train {args.task}: no method '{args.method}'; it has {'|'.join(methods)}")
+            raise UsageError(f"precis train {args.task}: no method '{args.method}'; it has {'|'.join(methods)}")
         print(train.train_task(lake, args.task, args.method, ds, args.max_steps).text())
         return 0
+    if args.method or args.teacher_only:
+        raise UsageError("precis train ranker: --method and --teacher-only are for generator tasks; the ranker's "
+                         "training is set by ranker.train (architecture, epochs, ...) in the configuration")
     if args.if_missing:
         from ranker import registry
 

@@ -18,7 +18,8 @@ class, never by the text of the message. This module imports nothing, so every l
     │   └── LakeConflict       a write that kept losing to concurrent writers
     ├── QualityGateFailed      a quality gate failed; the message lists the expectations
     ├── PublishRefused         publishing would serve data that did not pass its gate
-    └── QueryRefused           `precis sql` was asked to do something other than read
+    ├── QueryRefused           `precis sql` was asked to do something other than read
+    └── UsageError             command-line arguments that cannot go together
 
 `MissingPrerequisite` is also a `FileNotFoundError`, `ConfigError`, `Rejected` and
 `InvalidOutput` are also `ValueError`s, so code written against the builtin types keeps working.
@@ -89,3 +90,8 @@ class PublishRefused(PrecisError):
 
 class QueryRefused(PrecisError):
     """`precis sql` is read-only; the message names the refused statement."""
+
+
+class UsageError(PrecisError, ValueError):
+    """Arguments that parse but cannot be run together (`train ranker --method sft`); the message
+    says what to give instead."""

@@ -48,6 +48,10 @@ def test_errors_are_clear_and_nonzero(tmp_path):
     assert conf.returncode == 2 and "unknown key 'spark.mastr'" in conf.stderr
     date = run("ingest", "reviews", str(BEAUTY), "--date", "2024-13-01")
     assert date.returncode == 2 and "YYYY-MM-DD" in date.stderr
+    ranker = run("train", "ranker", "--method", "sft")  # trained a ranker silently before
+    assert ranker.returncode == 2 and ranker.stderr.startswith("precis: error: precis train ranker: --method")
+    neither = run("sql")
+    assert neither.returncode == 2 and "give either a QUERY or -f FILE" in neither.stderr
     folder = run("sql", "-f", "sql/")
     assert folder.returncode == 2 and "sql/ is not a file" in folder.stderr and "Traceback" not in folder.stderr
     # failed work nobody foresaw (here: an object-store lake this machine cannot reach) is one line, exit 1
