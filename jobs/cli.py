@@ -190,17 +190,36 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Libraries whose INFO lines are noise on a terminal: shown only with -v. A level on their logger
+# is not enough, since some set their own (Great Expectations puts one at INFO on import and
+# registers ~200 functions at INFO).
+QUIET_BELOW_WARNING = ("great_expectations", "py4j", "urllib3", "filelock", "httpx")
+
+
+class _QuietLibraries(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] not in QUIET_BELOW_WARNING
+
+
 def _configure_logging(verbose: bool) -> None:
+    """Precis's lines and counts, and the libraries' warnings; -v shows everything at DEBUG."""
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("py4j", "urllib3", "filelock", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_QuietLibraries())
+    for chatty in ("py4j", "urllib3", "filelock", "httpx"):  # their DEBUG drowns -v's
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     # delta-rs logs from Rust (its object-store credential chain warns once per provider it tries);
     # a user's own RUST_LOG wins
     os.environ.setdefault("RUST_LOG", "warn" if verbose else "error")
+    # progress bars (transformers' "Loading weights", any tqdm) only on a terminal: in a log file
+    # each becomes one line thousands of characters long. Read when tqdm is imported, so set first.
+    if not sys.stderr.isatty():
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def cmd_models(cfg: PrecisConfig, args: argparse.Namespace) -> int:

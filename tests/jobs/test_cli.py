@@ -37,6 +37,21 @@ def test_version_and_global_options_after_the_command(tmp_path):
     assert kept.returncode == 0 and "first" in kept.stdout
 
 
+def test_a_spark_command_prints_its_own_lines_and_no_library_banners(tmp_path):
+    lake = str(tmp_path / "lake")
+    ingest = run("--lake", lake, "ingest", "reviews", str(BEAUTY), "--date", "2024-06-01")
+    gate = run("--lake", lake, "job", "gate_bronze", "--date", "2024-06-01")
+    assert ingest.returncode == 0 and gate.returncode == 0, ingest.stderr[-2000:] + gate.stderr[-2000:]
+    assert "PASSED" in gate.stdout
+    for p in (ingest, gate):
+        for banner in ("Setting default log level", "To adjust logging level", "great_expectations",
+                       "Skipping registering", "aws_config", "Traceback"):
+            assert banner not in p.stderr, (banner, p.stderr[-2000:])
+        # what is left: Precis's own progress lines, and the JVM's one-line incubator notice
+        assert all(line.split(" ")[2].startswith("jobs.") or "incubator modules" in line or line.startswith("  ")
+                   for line in p.stderr.splitlines()), p.stderr[-2000:]
+
+
 def test_errors_are_clear_and_nonzero(tmp_path):
     missing = run("--lake", str(tmp_path / "lake"), "ingest", "reviews", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
