@@ -494,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         cfg = load_config(args.config, lake=args.lake)
+        log.debug("configuration: %s; lake: %s", cfg.source, cfg.lake_root)  # -v says which file
         return COMMANDS[args.command](cfg, args)
     except PrecisError as exc:  # one actionable line; -v shows the traceback
         log.debug("traceback", exc_info=True)

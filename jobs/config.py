@@ -3,7 +3,10 @@
 Precedence, lowest to highest (documented in the README and in `precis --help`):
 
 1. the defaults declared on the models below;
-2. the YAML file (`--config FILE`, else `$PRECIS_CONFIG`, else `conf/local.yaml` when it exists);
+2. the YAML file (`--config FILE`, else `$PRECIS_CONFIG`, else `conf/local.yaml` of the working
+   directory when it exists, else the project's own `conf/local.yaml`, found from this package, so a
+   command run outside the repository does not fall back to the built-in defaults; relative paths
+   in it, such as `lake.root: lake`, stay relative to the working directory);
 3. environment variables `PRECIS__<SECTION>__<KEY>` (values parsed as YAML scalars), e.g.
    `PRECIS__SPARK__MASTER=local[2]` or `PRECIS__LAKE__ROOT=/data/lake`;
 4. command-line flags (`--lake DIR` overrides `lake.root`).
@@ -27,6 +30,7 @@ from precis.errors import ConfigError
 
 ENV_PREFIX = "PRECIS__"
 DEFAULT_CONFIG = Path("conf/local.yaml")
+PROJECT_CONFIG = Path(__file__).resolve().parents[1] / DEFAULT_CONFIG  # the repository's, wherever it runs from
 
 
 class _Section(BaseModel):
@@ -402,6 +406,8 @@ def load_config(
     environ = dict(os.environ if environ is None else environ)
     explicit = path is not None or "PRECIS_CONFIG" in environ
     file = Path(path if path is not None else environ.get("PRECIS_CONFIG", DEFAULT_CONFIG))
+    if not explicit and not file.exists():
+        file = PROJECT_CONFIG
     data: dict[str, Any] = {}
     source = "<defaults>"
     if file.exists():

@@ -30,7 +30,8 @@ NO_RETRY = ("gate_", "publish", "promote")  # a failed gate or a refused publish
 
 # ------------------------------------------------------------------ task factory (used by dags/)
 def dag_config() -> PrecisConfig:
-    """The configuration the DAG files are parsed with: $PRECIS_CONFIG, else conf/local.yaml."""
+    """The configuration the DAG files are parsed with: $PRECIS_CONFIG, else conf/local.yaml of the
+    working directory, else the project's own (jobs.config.load_config)."""
     return load_config(None)
 
 

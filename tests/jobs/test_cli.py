@@ -48,7 +48,7 @@ def test_a_spark_command_prints_its_own_lines_and_no_library_banners(tmp_path):
                        "Skipping registering", "aws_config", "Traceback"):
             assert banner not in p.stderr, (banner, p.stderr[-2000:])
         # what is left: Precis's own progress lines, and the JVM's one-line incubator notice
-        assert all(line.split(" ")[2].startswith("jobs.") or "incubator modules" in line or line.startswith("  ")
+        assert all(line.split(" ")[2].startswith(("jobs.", "precis:")) or "incubator modules" in line or line.startswith("  ")
                    for line in p.stderr.splitlines()), p.stderr[-2000:]
 
 

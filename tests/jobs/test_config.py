@@ -92,3 +92,15 @@ def test_bad_env_override_is_reported():
         load_config(None, environ={"PRECIS__TRAINING__TRAIN__MAX_STEP": "3"})
     with pytest.raises(ConfigError, match="'spark.log_level' in PRECIS__SPARK__LOG_LEVEL: Input should be 'ALL'"):
         load_config(None, environ={"PRECIS__SPARK__LOG_LEVEL": "LOUD"})
+
+
+def test_outside_the_repository_the_projects_own_configuration_is_used(tmp_path, monkeypatch):
+    """Not the built-in defaults (which configure no inputs); relative paths stay relative to the
+    working directory."""
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, environ={})
+    assert cfg.source == str(REPO / "conf" / "local.yaml") and cfg.inputs.reviews
+    assert cfg.lake_root == str((tmp_path / "lake").resolve())
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "local.yaml").write_text("spark:\n  shuffle_partitions: 3\n")
+    assert load_config(None, environ={}).spark.shuffle_partitions == 3  # the working directory's wins
