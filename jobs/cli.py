@@ -154,9 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, default=None, help="stop after N optimisation steps")
     train.add_argument("--if-missing", action="store_true", help="do nothing when a ranker of this kind exists")
 
-    job = sub.add_parser("job", parents=[common], help="run one job of the daily pipeline")
-    job.add_argument("name", choices=_job_names(), metavar="NAME",
-                     help="the step: " + ", ".join(_job_names()))
+    from jobs.pipeline import DAILY_STEPS, WEEKLY_STEPS
+
+    job = sub.add_parser("job", parents=[common], help="run one step of the daily or the weekly DAG")
+    job.add_argument("name", choices=list(DAILY_STEPS) + list(WEEKLY_STEPS), metavar="NAME",
+                     help=f"a step of the daily DAG (precis_daily): {', '.join(DAILY_STEPS)}; "
+                     f"or of the weekly training DAG (precis_training): {', '.join(WEEKLY_STEPS)}")
     job.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
 
     run = sub.add_parser(
@@ -378,12 +381,6 @@ def cmd_train(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     print(f"  held-out: {manifest['metrics'].get('val')}")
     print(f"  ONNX parity (max |onnx - torch|): {manifest['onnx_parity']}")
     return 0
-
-
-def _job_names() -> list[str]:
-    from jobs.pipeline import STEPS
-
-    return list(STEPS)
 
 
 def cmd_job(cfg: PrecisConfig, args: argparse.Namespace) -> int:

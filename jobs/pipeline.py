@@ -132,7 +132,7 @@ def promote_relsum_adapter(lake: Lake, ds: str) -> str:
     return promote(lake, "relsum", ds)
 
 
-def _steps() -> dict[str, Step]:
+def _daily_steps() -> dict[str, Step]:
     from jobs.features import ORDER
 
     steps: dict[str, Step] = {
@@ -149,16 +149,18 @@ def _steps() -> dict[str, Step]:
         "evaluate_ranking": evaluate_ranking,
         "evaluate_generation": evaluate_generation,
         "report": report,
-        # the weekly training DAG
-        "build_training_sets": build_training_sets,
-        "train_relsum": train_relsum,
-        "evaluate_relsum_adapter": evaluate_relsum_adapter,
-        "promote_relsum_adapter": promote_relsum_adapter,
     })
     return steps
 
 
-STEPS = _steps()
+DAILY_STEPS = _daily_steps()  # the precis_daily DAG's tasks, in order
+WEEKLY_STEPS: dict[str, Step] = {  # the precis_training DAG's tasks, in order
+    "build_training_sets": build_training_sets,
+    "train_relsum": train_relsum,
+    "evaluate_relsum_adapter": evaluate_relsum_adapter,
+    "promote_relsum_adapter": promote_relsum_adapter,
+}
+STEPS = {**DAILY_STEPS, **WEEKLY_STEPS}
 # The steps that raise NoRanker when no ranker is trained yet; the DAG skips them (the in-process
 # task on the exception itself, the spark-submit task by checking first: jobs.cluster_task).
 NEEDS_RANKER = frozenset({"description_delta", "evaluate_ranking", "build_training_sets", "train_relsum",
