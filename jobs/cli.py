@@ -68,6 +68,9 @@ def _global_options(p: argparse.ArgumentParser, default: Any = None) -> None:
                    help="debug logging")
 
 
+SQL_FORMATS = ("table", "markdown", "csv", "json")
+
+
 def _sql_file(value: str) -> Path:
     path = Path(value)
     if not path.is_file():
@@ -189,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql.add_argument("query", nargs="?", help="the SQL statement")
     sql.add_argument("-f", "--file", type=_sql_file, help="read the statement from a file instead")
-    sql.add_argument("--max-rows", type=int, default=50, help="rows to print (default 50)")
+    sql.add_argument("--max-rows", type=int, default=50, help="rows to print (default 50; csv and json print all)")
+    sql.add_argument("--format", choices=SQL_FORMATS, default="table",
+                     help="table (aligned, long cells cut), markdown, csv or json (one object per line); "
+                     "nulls print as empty in csv, null in json, NULL otherwise")
+    sql.add_argument("--full-width", action="store_true", help="table and markdown: do not cut long cells")
     return p
 
 
@@ -333,12 +340,27 @@ def cmd_sql(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     if (args.query is None) == (args.file is None):
         raise UsageError("precis sql: give either a QUERY or -f FILE")
     query = args.file.read_text() if args.file else args.query
-    df = run_sql(Lake(cfg), query)
+    lake = Lake(cfg)
+    if "://" not in lake.root and not Path(lake.root).exists():
+        log.warning("the lake folder %s does not exist (a mistyped --lake?); only non-lake queries can answer", lake.root)
+    df = run_sql(lake, query)
+    if args.format == "csv":
+        print(df.to_csv(index=False), end="")
+        return 0
+    if args.format == "json":
+        print(df.to_json(orient="records", lines=True, date_format="iso", force_ascii=False), end="")
+        return 0
     if df.empty:
         print(f"(no rows; columns: {', '.join(map(str, df.columns))})")
         return 0
-    with pd.option_context("display.max_columns", 50, "display.width", 200, "display.max_colwidth", 60):
-        print(df.head(args.max_rows).to_string(index=False, max_colwidth=100))
+    shown = df.head(args.max_rows).astype(object).where(df.head(args.max_rows).notna(), "NULL")
+    width = None if args.full_width else 100
+    if args.format == "markdown":
+        cut = shown if width is None else shown.map(lambda v: v if len(str(v)) <= width else str(v)[: width - 3] + "...")
+        print(cut.to_markdown(index=False))
+    else:
+        with pd.option_context("display.max_columns", None, "display.width", 10_000):
+            print(shown.to_string(index=False, max_colwidth=width))
     if len(df) > args.max_rows:
         print(f"... {len(df) - args.max_rows} more rows (--max-rows to show them)")
     return 0

@@ -52,6 +52,18 @@ def test_a_spark_command_prints_its_own_lines_and_no_library_banners(tmp_path):
                    for line in p.stderr.splitlines()), p.stderr[-2000:]
 
 
+def test_sql_formats_for_analysts(tmp_path):
+    q = "select * from (values (1, 'a', null), (2, null, 3.5), (3, 'c', 1.0)) t(x, y, z) order by x"
+    csv = run("--lake", str(tmp_path), "sql", "--format", "csv", q)
+    assert csv.stdout.splitlines() == ["x,y,z", "1,a,", "2,,3.5", "3,c,1.0"]
+    json_lines = run("--lake", str(tmp_path), "sql", "--format", "json", q).stdout.splitlines()
+    assert json_lines[1] == '{"x":2,"y":null,"z":3.5}' and len(json_lines) == 3
+    md = run("--lake", str(tmp_path), "sql", "--format", "markdown", "--max-rows", "2", q).stdout.splitlines()
+    assert md[0].startswith("|") and "NULL" in md[2] + md[3] and md[-1] == "... 1 more rows (--max-rows to show them)"
+    missing = run("--lake", str(tmp_path / "typo"), "sql", "select 1 as one")
+    assert missing.returncode == 0 and "does not exist (a mistyped --lake?)" in missing.stderr
+
+
 def test_errors_are_clear_and_nonzero(tmp_path):
     missing = run("--lake", str(tmp_path / "lake"), "ingest", "reviews", str(tmp_path / "nope.jsonl"))
     assert missing.returncode == 2 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
