@@ -203,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Libraries whose INFO lines are noise on a terminal: shown only with -v. A level on their logger
 # is not enough, since some set their own (Great Expectations puts one at INFO on import and
 # registers ~200 functions at INFO).
-QUIET_BELOW_WARNING = ("great_expectations", "py4j", "urllib3", "filelock", "httpx")
+QUIET_BELOW_WARNING = ("great_expectations", "py4j", "urllib3", "filelock", "httpx", "airflow",
+                       "onnx_model", "onnx_model_bert", "fusion_base", "fusion_utils")  # the last: onnxruntime's optimizer
 
 
 class _QuietLibraries(logging.Filter):
