@@ -69,6 +69,7 @@ def _global_options(p: argparse.ArgumentParser, default: Any = None) -> None:
 
 
 SQL_FORMATS = ("table", "markdown", "csv", "json")
+SQL_CELL_CHARS = 100  # table and markdown cut longer cells, unless --full-width
 
 
 def _sql_file(value: str) -> Path:
@@ -354,14 +355,18 @@ def cmd_sql(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     if df.empty:
         print(f"(no rows; columns: {', '.join(map(str, df.columns))})")
         return 0
-    shown = df.head(args.max_rows).astype(object).where(df.head(args.max_rows).notna(), "NULL")
-    width = None if args.full_width else 100
+    head = df.head(args.max_rows)
+    shown = head.astype(object).where(head.notna(), "NULL")
+    if not args.full_width:
+        shown = shown.map(lambda v: v if len(str(v)) <= SQL_CELL_CHARS else str(v)[: SQL_CELL_CHARS - 3] + "...")
     if args.format == "markdown":
-        cut = shown if width is None else shown.map(lambda v: v if len(str(v)) <= width else str(v)[: width - 3] + "...")
-        print(cut.to_markdown(index=False))
-    else:
-        with pd.option_context("display.max_columns", None, "display.width", 10_000):
-            print(shown.to_string(index=False, max_colwidth=width))
+        print(shown.to_markdown(index=False))
+    else:  # text left-aligned, numbers right-aligned
+        text = [c for c in shown.columns if not pd.api.types.is_numeric_dtype(head[c])]
+        widths = {c: max(len(str(c)), *(len(str(v)) for v in shown[c])) for c in text}
+        pad = {c: (lambda w: lambda v: str(v).ljust(w))(widths[c]) for c in text}
+        with pd.option_context("display.max_columns", None, "display.width", 10_000, "display.max_colwidth", None):
+            print(shown.to_string(index=False, formatters=pad, justify="left"))
     if len(df) > args.max_rows:
         print(f"... {len(df) - args.max_rows} more rows (--max-rows to show them)")
     return 0
