@@ -66,6 +66,51 @@ def ranking_table(metrics: pd.DataFrame) -> pd.DataFrame:
     return wide.reset_index()
 
 
+RANKING_GLOSSARY = """\
+- Variants: the text the ranker reads beside the query. `none`: the title alone; `desc`: title +
+  description; `extractive`: title + the description's leading sentences within the summaries'
+  word budget; `summary:<adapter>`: title + the precomputed ReLSum summary (`base`: zero-shot); a
+  product without a summary falls back to `none`; `bm25`: BM25 over title + description, no ranker;
+  `untrained`: the ranker's architecture before fine-tuning.
+- NDCG@5: per query, then the mean over queries. R@90P: over all (query, product) pairs pooled,
+  the recall at the score threshold with the most recall whose precision is still 90%, a pair
+  counting as relevant when it has the top grade (0 when no threshold reaches 90%).
+- Splits: `head` queries have at least `ranker.head_min_judgments` judgments, `tail` the others;
+  `summarised`: queries whose described products all have a summary in every summary variant;
+  `COVERAGE all`: the share of evaluation pairs whose product has the variant's text.
+"""
+
+
+def queries_per_split(metrics: pd.DataFrame) -> pd.DataFrame:
+    """How many queries each split's figures rest on."""
+    counts = metrics[metrics.metric.str.upper() == "NDCG@5"].groupby("split").n_queries.max()
+    return pd.DataFrame([{s: int(counts[s]) for s in ("all", "head", "tail", "summarised") if s in counts}])
+
+
+def paired_ndcg_tests(scores: pd.DataFrame, k: int = 5) -> pd.DataFrame:
+    """The variant with the best mean NDCG@k against each other one on the queries both ranked:
+    the mean per-query difference, how many queries differ, and the two-sided p-value of the
+    Wilcoxon signed-rank test (scipy) over those per-query differences."""
+    from scipy.stats import wilcoxon
+
+    from ranker.metrics import Judged, ndcg_per_query
+
+    if scores.empty:
+        return pd.DataFrame()
+    per = {v: ndcg_per_query([Judged(r.query_id, r.product_id, r.gain, r.score) for r in g.itertuples()], k)
+           for v, g in scores.groupby("variant")}
+    best = max(per, key=lambda v: np.mean(list(per[v].values())))
+    rows = []
+    for other in sorted(set(per) - {best}):
+        shared = sorted(set(per[best]) & set(per[other]))
+        diff = np.array([per[best][q] - per[other][q] for q in shared])
+        differ = int(np.sum(diff != 0))
+        p = float(wilcoxon(diff[diff != 0]).pvalue) if differ >= 6 else float("nan")  # too few to test
+        rows.append({"best": best, "vs": other, "queries": len(shared), "queries that differ": differ,
+                     f"mean NDCG@{k} difference": float(diff.mean()) if len(diff) else float("nan"), "p (Wilcoxon)": p})
+    return pd.DataFrame(rows)
+
+
 def pr_curves(scores: pd.DataFrame, out: Path) -> Path | None:
     from ranker.metrics import precision_recall_curve
 
@@ -255,10 +300,17 @@ def write_report(lake: Lake, ds: str) -> Path:
         n_q = int(metrics.n_queries.max())
         md.append(f"{metrics.ds.iloc[0]}, {n_q} queries, ranker {metrics.ranker_version.dropna().iloc[0] if metrics.ranker_version.notna().any() else '-'}\n\n")
         md.append(_table(ranking_table(metrics)))
+        md.append("\nQueries each split rests on:\n\n" + _table(queries_per_split(metrics)))
+        scores = _latest(lake.read_pandas(T.EVAL_RANKING_SCORES), ds)
+        tests = paired_ndcg_tests(scores)
+        if not tests.empty:
+            md.append("\nIs the best variant's lead real? A paired test over the queries (p < 0.05: unlikely to be "
+                      "chance; empty: fewer than 6 queries differ):\n\n" + _table(tests, "{:.3f}"))
+        md.append("\n" + RANKING_GLOSSARY)
         plot = ndcg_plot(metrics, folder / "ndcg.png")
         if plot:
             md.append(f"\n![NDCG@5 per variant]({plot.name})\n")
-        plot = pr_curves(_latest(lake.read_pandas(T.EVAL_RANKING_SCORES), ds), folder / "pr_curves.png")
+        plot = pr_curves(scores, folder / "pr_curves.png")
         if plot:
             md.append(f"\n![precision-recall curves]({plot.name})\n")
 

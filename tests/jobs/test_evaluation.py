@@ -97,3 +97,23 @@ def test_topk_reranking_ranks_the_held_out_product_among_never_reviewed_candidat
     assert m["popularity_topk_ndcg@5"] == (0.0, 1) and m["popularity_topk_recall@5"] == (0.0, 1)  # A is least reviewed
     assert m["item_mean_topk_ndcg@5"] == (1.0, 1)  # A's mean is 5, the others' 3
     assert topk_metrics(pred[pred.user_id == "w"], split) == []
+
+
+def test_paired_ndcg_test_names_the_best_variant_and_whether_its_lead_is_real():
+    from jobs.report import paired_ndcg_tests, queries_per_split
+
+    rows = []
+    for q in range(10):  # `good` puts the one relevant product first on every query, `bad` last
+        for i in range(4):
+            gain = 2.0 if i == 0 else 0.0
+            rows += [{"variant": "good", "query_id": f"q{q}", "product_id": f"p{i}", "gain": gain, "score": -i},
+                     {"variant": "bad", "query_id": f"q{q}", "product_id": f"p{i}", "gain": gain, "score": i}]
+            if q < 3:  # `same` is `good` on 3 queries only: too few differ from it to test
+                rows.append({"variant": "same", "query_id": f"q{q}", "product_id": f"p{i}", "gain": gain, "score": -i})
+    out = paired_ndcg_tests(pd.DataFrame(rows)).set_index("vs")
+    assert set(out.best) == {"good"}
+    assert out.loc["bad", "queries"] == 10 and out.loc["bad", "queries that differ"] == 10
+    assert out.loc["bad", "mean NDCG@5 difference"] > 0.5 and out.loc["bad", "p (Wilcoxon)"] < 0.01
+    assert out.loc["same", "queries that differ"] == 0 and pd.isna(out.loc["same", "p (Wilcoxon)"])
+    counts = pd.DataFrame([{"metric": "ndcg@5", "split": s, "n_queries": n} for s, n in (("all", 43), ("head", 18))])
+    assert queries_per_split(counts).to_dict("records") == [{"all": 43, "head": 18}]
