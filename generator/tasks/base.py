@@ -142,12 +142,14 @@ class Task:
     def score_messages(self, inputs: dict[str, Any], text: str) -> Messages:
         """The conversation the score of free text `text` (already cut) is read after: the score's
         own short prompt when it has one, else the task's prompt with `text`, the lead line and the
-        label as the reply. Generation reads it here and a score student is trained here."""
+        label as the reply. Generation reads it here and a score student is trained here. In its own
+        prompt the score reads the answer's content, without the reply prefix that began it."""
         spec = self.score
         if spec is None:
             raise ValueError(f"task {self.name} has no score")
         if spec.prompt:
-            return spec.messages(self.system, inputs, text)
+            content = text[len(self.reply_prefix):] if self.reply_prefix and text.startswith(self.reply_prefix) else text
+            return spec.messages(self.system, inputs, content.strip())
         return self.messages(inputs, reply=spec.reply(text, inputs))
 
 

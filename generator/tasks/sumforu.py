@@ -80,8 +80,8 @@ def grounded_persona(values: Sequence[dict[str, Any]], inputs: dict[str, Any]) -
     """Of several candidate personas, the one with the most sentences supported by the user's own
     reviews (generator.grounding), keeping only its supported sentences: a claim the reviews do not
     support is not kept, nor one copied from a review (cosine >= COPY_THRESHOLD). When no candidate
-    has a supported sentence, the one copying least is kept whole, and the gold gate's
-    `ungrounded_persona` rule judges it (the failure is the gate's to report)."""
+    has a supported sentence there is no persona to keep: InvalidOutput, so the task samples new
+    candidates, and after its last attempt the user's failure is recorded with this reason."""
     from generator.grounding import ground
 
     checks = [ground(v["persona"], inputs.get("evidence") or []) for v in values]
@@ -92,7 +92,8 @@ def grounded_persona(values: Sequence[dict[str, Any]], inputs: dict[str, Any]) -
     best = max(range(len(values)), key=lambda k: (len(supported(checks[k])), -max(checks[k].best, default=0.0), -k))
     kept = supported(checks[best])
     if not kept:
-        return best, dict(values[best])
+        raise InvalidOutput(f"no sentence of any of the {len(values)} valid candidate personas is supported by the "
+                            "user's own reviews")
     return best, {"persona": " ".join(c if c[-1] in ".!?" else c + "." for c in kept)}
 
 
@@ -190,11 +191,12 @@ PERSONA_CANDIDATES = 4  # greedy + 3 sampled personas, the best-grounded kept
 def persona_task() -> Task:
     return Task("sumforu_persona", SYSTEM, PERSONA_TEMPLATE, parse_persona, SamplingParams(max_new_tokens=64),
                 reply_prefix=PERSONA_LEAD, candidates=PERSONA_CANDIDATES, pick=grounded_persona,
-                rules_version="2")  # 2: review lists and copied review sentences are not a persona
+                rules_version="3")  # 2: review lists and copied review sentences are not a persona; 3: nor an unsupported one
 
 
 def summary_task() -> Task:
     return Task("sumforu_summary", SYSTEM, SUMMARY_TEMPLATE, parse_summary, SamplingParams(max_new_tokens=100),
+                reply_prefix="Summary:",  # begun for the model, which otherwise restates the persona block's label
                 score=ScoreSpec("Suitability (1-10):", tuple(str(i) for i in range(1, 11)), cut_at=r"\bsuitability\b",
                                 field="suitability", lead=SCORE_LEAD, prompt=SCORE_PROMPT,
                                 text_label="Summary of the product's reviews"),
