@@ -20,16 +20,18 @@ log = logging.getLogger("precis")
 EPILOG = textwrap.dedent(
     f"""\
     configuration, lowest precedence first:
-      built-in defaults < the YAML file (--config, else $PRECIS_CONFIG, else conf/local.yaml)
+      built-in defaults < the YAML file (--config, else $PRECIS_CONFIG, else conf/local.yaml
+      of the working directory, else the project's own)
       < environment variables {ENV_PREFIX}<SECTION>__<KEY> (e.g. {ENV_PREFIX}SPARK__MASTER=local[2])
       < flags (--lake overrides lake.root)
 
     examples:
       precis models pull
-      precis ingest reviews data/samples/reviews/amazon2018_all_beauty_sample.jsonl.gz --category "All Beauty"
-      precis ingest relevance data/samples/relevance/crowdflower_dev.csv.gz --format crowdflower
+      precis ingest reviews data/samples/reviews/amazon2018_all_beauty_5core.jsonl.gz --category "All Beauty"
+      precis ingest relevance data/samples/relevance/crowdflower_search_relevance_dev.csv.gz --format crowdflower
       precis tables
       precis sql "select count(*) from bronze.reviews"
+      precis sql -f sql/suitability_by_persona.sql --format markdown
       precis train ranker && precis train ranker --untrained
       precis job description_delta && precis job evaluate_ranking
       precis run --date 2026-11-21          # the whole daily DAG through Airflow

@@ -22,6 +22,10 @@ def test_help_lists_commands_and_precedence():
     assert out.returncode == 0
     for word in ("models", "ingest", "tables", "sql", "PRECIS__", "--lake"):
         assert word in out.stdout
+    # every file the examples name exists
+    import re
+    named = re.findall(r"(?:data|sql)/\S+\.(?:gz|sql)", out.stdout)
+    assert len(named) >= 3 and all((REPO / f).exists() for f in named), named
     sub = run("ingest", "relevance", "--help")
     assert sub.returncode == 0 and "crowdflower" in sub.stdout
 
