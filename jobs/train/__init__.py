@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from generator.models import hub_id
 from jobs.lake import Lake
 from jobs.train.datasets import base_model, snapshot
 from jobs.train.promotion import evaluate_candidate, promote, record_run
@@ -111,7 +112,9 @@ def train_task(lake: Lake, name: str, method: str, ds: str, max_steps: int | Non
     r_first, r_last = run.first_last("reward")
     l_first, l_last = run.first_last("loss")
     png = curve_png(run, tmp / "curve.png", f"{name} {method} {version}")
-    meta = {"task": reg_task, "method": method, "recipe": f"{name} {method}", "scope": chosen.scope, "base_model": base,
+    meta = {"task": reg_task, "method": method, "recipe": f"{name} {method}", "scope": chosen.scope,
+            # portable: the registry name (what `resolve` loads on any machine) and its Hugging Face id
+            "base_model": lake.cfg.generation.model or lake.cfg.models.generator, "base_model_hub_id": hub_id(base),
             "parent_adapter": str(parent_folder) if parent_folder else None,
             "config": cfg.public_dump(), "data_snapshot": json.loads(snap), "examples": result.examples,
             "metrics": {"reward_first10": r_first, "reward_last10": r_last, "loss_first10": l_first, "loss_last10": l_last,

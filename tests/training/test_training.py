@@ -268,8 +268,14 @@ def test_merge_writes_a_full_model_that_loads(train_lake, tmp_path):
 
     from training import registry
 
+    from generator.models import resolve
+
     folder = registry.latest(train_lake.cfg.adapters_dir, "relsum")
-    out = registry.merge(folder, registry.manifest(folder)["base_model"], tmp_path / "merged")
+    manifest = registry.manifest(folder)
+    # portable references, not this machine's paths (the registry name resolves anywhere)
+    assert manifest["base_model"] == "smollm2-135m-instruct"
+    assert manifest["base_model_hub_id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    out = registry.merge(folder, resolve(manifest["base_model"], train_lake.cfg.cache_dir), tmp_path / "merged")
     model = AutoModelForCausalLM.from_pretrained(str(out))
     assert model.num_parameters() == 134_515_008  # LoRA folded in: the base architecture, no adapter layers
 
