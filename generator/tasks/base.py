@@ -132,6 +132,10 @@ class Task:
         mild.", as the SFT targets write it)."""
         return f"{self.reply_prefix} {continuation}" if self.reply_prefix else continuation
 
+    def content(self, answer: str) -> str:
+        """The answer without the reply prefix that began it (the inverse of `answer`)."""
+        return answer[len(self.reply_prefix):].lstrip() if self.reply_prefix and answer.startswith(self.reply_prefix) else answer
+
     def messages(self, inputs: dict[str, Any], reply: str | None = None) -> Messages:
         msgs = [{"role": "system", "content": self.system}, {"role": "user", "content": self.template.format(**inputs)}]
         reply = self.reply_prefix if reply is None else reply
@@ -148,8 +152,7 @@ class Task:
         if spec is None:
             raise ValueError(f"task {self.name} has no score")
         if spec.prompt:
-            content = text[len(self.reply_prefix):] if self.reply_prefix and text.startswith(self.reply_prefix) else text
-            return spec.messages(self.system, inputs, content.strip())
+            return spec.messages(self.system, inputs, self.content(text).strip())
         return self.messages(inputs, reply=spec.reply(text, inputs))
 
 
@@ -244,7 +247,7 @@ def run_task(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], att
             if dist is not None:
                 value = {**value, **task.score.fields(dist)}
             # raw = the whole completion after any reply prefix, score included: a teacher's SFT target
-            results[i] = TaskResult("ok", value, text[len(task.reply_prefix):].lstrip(), None, attempt, tokens[i])
+            results[i] = TaskResult("ok", value, task.content(text), None, attempt, tokens[i])
         pending = still
     for i in pending:
         results[i] = TaskResult("failed", None, last_raw[i], last_reason[i], limit, tokens[i])

@@ -20,7 +20,7 @@ SYSTEM = (
 # The persona is a description of the reviews' author, begun for the model ("Persona: This shopper",
 # `persona_task`) and told not to invent: asked for "a persona", SmolLM2-135M writes a character
 # ("Ava is a 28-year-old makeup artist ..."). On 24 training users (never evaluation users), best of 4
-# by grounding: 0.21 of persona sentences supported and 19 personas with none, against 0.54 and 11
+# by grounding: 0.21 of persona sentences supported and 19 personas with none, against 0.50 and 12
 # with this prompt and prefix.
 PERSONA_TEMPLATE = (
     "{history_block}\n\nIn one or two sentences, say what kind of products this shopper buys and what "
