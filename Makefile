@@ -30,7 +30,7 @@ help:
 
 venv: $(BIN)/.installed
 
-# torch==2.13.0 is the CPU wheel served locally; the pin keeps pip from pulling CUDA.
+# torch==2.13.0 comes from PyPI as a CUDA build (several GB, pip caches it); it runs on the CPU. Keep the pin.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[test]' 2>&1 | { grep -v "is ignored: it is neither" || true; }

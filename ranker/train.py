@@ -143,7 +143,10 @@ def train_and_export(
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
         model.train()
         step, examples = 0, []
-        bar = tqdm(total=total, desc="train ranker", unit="step", disable=not progress)
+        # a bar on a terminal (disable=None: tqdm's own TTY check, and TQDM_DISABLE wins), else a log
+        # line every tenth of the run: a bar in a log file is one line thousands of characters long
+        bar = tqdm(total=total, desc="train ranker", unit="step", disable=None if progress else True)
+        every = max(1, total // 10)
         while step < total:
             if not examples:
                 examples = _examples(train, cfg, rng)
@@ -159,6 +162,9 @@ def train_and_export(
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+            if bar.disable and progress and (step % every == 0 or step == total):
+                log.info("train ranker: step %d/%d, loss %.4f, %.0f s", step, total, np.mean(losses[-20:]),
+                         time.time() - t0)
         bar.close()
     train_seconds = time.time() - t0
     metrics = {"val": evaluate_torch(model, val)} if len(val) else {}

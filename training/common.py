@@ -137,18 +137,24 @@ def train(trainer, run: RunLog, out: Path, tokenizer) -> RunLog:
     return run
 
 
-def sample(model, tokenizer, prompts: list[str], n: int, max_new_tokens: int, temperature: float, seed: int) -> list[list[str]]:
-    """`n` sampled completions per prompt text (used to build DPO pairs)."""
+def sample(model, tokenizer, prompts: list[str], n: int, max_new_tokens: int, temperature: float, seed: int,
+           max_batch: int = 32) -> list[list[str]]:
+    """`n` sampled completions per prompt text (DPO pairs, best-of-N), several prompts per
+    generate call (left-padded) so that a call holds up to `max_batch` sequences."""
     import torch
 
     torch.manual_seed(seed)
     tokenizer.padding_side = "left"
+    per_call = max(1, max_batch // n)
     out = []
     model.eval()
-    for p in prompts:
-        enc = tokenizer([p] * n, return_tensors="pt", add_special_tokens=False).to(model.device)
+    for i in range(0, len(prompts), per_call):
+        chunk = [p for p in prompts[i:i + per_call] for _ in range(n)]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
         with torch.no_grad():
             gen = model.generate(**enc, do_sample=True, temperature=temperature, top_p=0.95,
                                  max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-        out.append(tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True))
+        texts = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        out.extend(texts[j:j + n] for j in range(0, len(texts), n))
+        log.info("sampled %d of %d prompts x %d", min(i + per_call, len(prompts)), len(prompts), n)
     return out

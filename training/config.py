@@ -54,6 +54,14 @@ class TrainSettings(_Strict):
     # DPO
     dpo_beta: float = Field(default=0.1, gt=0, description="DPO temperature of the implicit reward.")
     dpo_candidates: int = Field(default=4, ge=2, description="Completions per prompt scored to build one (chosen, rejected) pair.")
+    # best-of-N (ReLSum)
+    best_of_n: int = Field(default=8, ge=2, description="Best-of-N: summaries sampled per product, the best kept for SFT.")
+    min_support: float = Field(
+        default=0.8, ge=0, le=1,
+        description="Best-of-N: a candidate is kept only when at least this share of its words (3+ letters, or "
+                    "numbers) occurs in the product's own title or description (generator.tasks.relsum.support): the "
+                    "ranker's reward alone does not see an invented attribute.",
+    )
     # RPO curriculum
     curriculum_start: int = Field(default=2, ge=1, description="RPO: retrieved history items at the first step.")
     curriculum_end: int = Field(default=6, ge=1, description="RPO: retrieved history items at the last step (rises linearly).")

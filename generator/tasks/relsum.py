@@ -49,6 +49,22 @@ def parse(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
     return {"summary": out}
 
 
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _stem(word: str) -> str:
+    return word[:6]  # "moisturizing" and "moisturizer" are one word here; cheap, and enough for support
+
+
+def support(summary: str, inputs: dict[str, Any]) -> float:
+    """The share of the summary's words (3+ letters, or numbers) that occur, up to their first six
+    letters, in the product's own title or description: 1.0 for an extract, low for a summary that
+    invents attributes. An empty summary has 0."""
+    source = {_stem(w) for w in _WORD.findall(f"{inputs['title_block']} {inputs['description_block']}".lower())}
+    words = [w for w in _WORD.findall(summary.lower()) if len(w) > 2 or w.isdigit()]
+    return sum(_stem(w) in source for w in words) / len(words) if words else 0.0
+
+
 def task(max_tokens: int = DEFAULT_MAX_TOKENS) -> Task:
     # inputs carry their own cap (prepare's max_tokens): the generation job's configured length
     return Task("relsum", SYSTEM, TEMPLATE, parse, SamplingParams(max_new_tokens=max_tokens), max_tokens_key="max_tokens")

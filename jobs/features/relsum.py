@@ -2,16 +2,20 @@
 
 Its ground-truth signal is ranking quality (NDCG@5 and R@90P of title + summary against the other
 product-text variants), measured by `jobs.ranking.evaluate_ranking`; here it declares the
-generation job and the content rules of its summaries.
+generation job, the content rules of its summaries, and their support: the share of a summary's
+words found in the product's own title or description (`generator.tasks.relsum.support`), which the
+ranker cannot see and a summary that invents attributes fails.
 """
 
 from __future__ import annotations
 
-from jobs.features.spec import FeatureJob, Seed, TextColumn
+from jobs.features.spec import FeatureJob, MetricRow, Seed, Signal, TextColumn
 from jobs.generation import GenerationJob
 from jobs.lake import Lake
 from jobs.lake import tables as T
 from precis.errors import NoRanker
+
+MIN_SUPPORT = 0.8  # a summary with fewer of its words in the product's text counts as low-support
 
 
 def _task():
@@ -57,6 +61,20 @@ def build_inputs(lake: Lake):
             .select("product_id", "title", "description", F.lit(g.relsum_max_tokens).alias("max_tokens")))
 
 
+def summary_metrics(lake: Lake, rows) -> list[MetricRow]:
+    """Support of one generator's summaries in their product's own text: the mean share, and the
+    share of summaries below `MIN_SUPPORT`."""
+    from generator.tasks import relsum
+
+    products = lake.read_pandas(T.BRONZE_PRODUCTS, ["product_id", "title", "description"]).drop_duplicates("product_id")
+    joined = rows[["product_id", "summary"]].merge(products, on="product_id", how="inner")
+    if joined.empty:
+        return []
+    shares = [relsum.support(r.summary, relsum.prepare(r.title, r.description)) for r in joined.itertuples()]
+    n = len(shares)
+    return [("support_mean", sum(shares) / n, n), ("low_support_share", sum(x < MIN_SUPPORT for x in shares) / n, n)]
+
+
 SUMMARIES = FeatureJob(
     key="relsum",
     generation=GenerationJob("relsum", T.GOLD_PRODUCT_SUMMARIES, ("product_id",), ("title", "description", "max_tokens"),
@@ -64,6 +82,9 @@ SUMMARIES = FeatureJob(
     build_inputs=build_inputs,
     texts=(TextColumn("summary"),),
     echo=(r"\bproduct (?:title|description)\s*(?:\(data[^)]*\)\s*)?:", r"^\s*summary\s*:"),
+    metrics=summary_metrics,
+    signals=(Signal("support_mean", "higher", threshold=MIN_SUPPORT,
+                    question="are the summary's words the product's own (not invented)?"),),
 )
 
 SEED = Seed("relsum", (SUMMARIES,))

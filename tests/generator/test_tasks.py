@@ -31,6 +31,15 @@ def test_relsum_real_output_and_cap():
         relsum.parse("I cannot summarise this product.", inputs)
 
 
+def test_relsum_support_is_the_share_of_summary_words_found_in_the_product_text():
+    inputs = relsum.prepare("Moisturizing Face Cream", "A 50 ml jar of cream with shea butter for dry skin.", 48)
+    # words of 3+ letters or numbers: "moisturizer" (stem "moistu" is in the title), "shea", "butter", "50"
+    assert relsum.support("Moisturizer with shea butter, 50 ml", inputs) == 1.0
+    # "vegan", "lavender", "scent" are invented; "cream", "for", "dry", "skin" are in the text: 4 of 7
+    assert relsum.support("Vegan lavender scent cream for dry skin", inputs) == pytest.approx(4 / 7)
+    assert relsum.support("", inputs) == 0.0
+
+
 def test_outputs_with_contact_details_are_rejected():
     inputs = relsum.prepare("t", "d")
     for bad in ("Call 555-123-4567 to order.", "Write to sales@example.com for a discount.", "Ring (020) 7946 0958 today."):

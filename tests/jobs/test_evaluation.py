@@ -61,11 +61,16 @@ def test_evaluate_generation_and_report(generated_lake, tmp_path, spark):
     assert {"rouge_l_vs_review", "generic_rouge_l_vs_review"} <= set(rpo.index)
     cosines = rpo.loc[["cosine_vs_review", "generic_cosine_vs_review"]]
     assert cosines.value.between(-1, 1).all() and (cosines.n == rpo.loc["rouge_l_vs_review", "n"]).all()
+    relsum = m[m.task == "relsum"].set_index("metric")
+    summaries = lake.read_pandas("gold.product_summaries")
+    assert relsum.loc["support_mean", "n"] == len(summaries) > 0
+    assert relsum.loc[["support_mean", "low_support_share"], "value"].between(0, 1).all()
     path = write_report(lake, "2024-05-01")
     text = path.read_text()
     assert path == tmp_path / "reports" / "2024-05-01" / "report.md"
     assert "## Generation" in text and "| relsum | base |" in text
     assert "## Signal" in text and "does it beat the user's mean rating?" in text
+    assert "are the summary's words the product's own" in text
     assert (path.parent / "ratings.png").stat().st_size > 1000
     assert (path.parent / "lengths.png").stat().st_size > 1000
 

@@ -21,6 +21,7 @@ TINY = {
     "training__train__max_completion_length": "8",
     "training__train__max_steps": "2",
     "training__train__dpo_candidates": "2",
+    "training__train__best_of_n": "4",
 }
 
 
@@ -43,7 +44,7 @@ def test_rpo_curriculum_rises_from_2_to_6_shots():
     assert [r["k"] for r in rows] == [2, 2, 4, 4, 6, 6] and rows[-1]["prompt"] == "a,b,c,d,e,f"
 
 
-def test_relsum_sft_then_grpo_and_dpo_register_adapters_that_generation_uses(train_lake):
+def test_relsum_sft_then_grpo_dpo_and_best_of_n_register_adapters_that_generation_uses(train_lake):
     from jobs.features import generate
     from jobs.train import train_task
     from training import registry
@@ -65,16 +66,23 @@ def test_relsum_sft_then_grpo_and_dpo_register_adapters_that_generation_uses(tra
     dpo = train_task(lake, "relsum", "dpo", "2024-05-01")
     assert dpo.folder.name == "v0003" and registry.manifest(dpo.folder)["metrics"]["dpo_pairs"] >= 1
 
+    best = train_task(lake, "relsum", "best-of-n", "2024-05-01")
+    m = registry.manifest(best.folder)["metrics"]["best_of_n"]
+    assert m["candidates"] == 4 * m["prompts"] and 1 <= m["kept"] == best.row["examples"] <= m["prompts"]
+    assert m["reward_kept_mean"] > m["reward_baseline_mean"]  # a kept summary beats the title alone
+    assert best.row["loss_first10"] is not None
+
     runs = lake.read_pandas("eval.training_runs")
-    tags = [registry.tag(f) for f in (sft.folder, grpo.folder, dpo.folder)]
-    assert sorted(runs.run_id) == [f"relsum/{t}" for t in tags] and tags[2].startswith("v0003-")
+    tags = [registry.tag(f) for f in (sft.folder, grpo.folder, dpo.folder, best.folder)]
+    assert sorted(runs.run_id) == [f"relsum/{t}" for t in tags] and tags[3].startswith("v0004-")
     assert runs.set_index("run_id").loc[f"relsum/{tags[1]}", "parent_adapter"] == tags[0]
+    assert runs.set_index("run_id").loc[f"relsum/{tags[3]}", "parent_adapter"] == tags[2]
 
     # the newest adapter is what generation loads, and every row records it
     report = generate(lake, "relsum", "2024-05-02")
     assert report.generated + report.failed > 0
     rows = lake.read_pandas("gold.product_summaries")
-    assert set(rows[rows.ds == "2024-05-02"].adapter_version) <= {tags[2]}
+    assert set(rows[rows.ds == "2024-05-02"].adapter_version) <= {tags[3]}
     assert (rows.ds == "2024-05-02").sum() == report.generated
 
 
