@@ -66,6 +66,27 @@ class Backend(Protocol):
         ...
 
 
+def load_adapter(model, path: str | Path, trainable: bool = False):
+    """`model` with the LoRA adapter at `path` (peft). peft reads transformers' deprecated
+    `is_gradient_checkpointing` while it loads; that FutureWarning is theirs, not the user's, and
+    printed once per Spark worker it would bury the run's own lines, so it is silenced here alone."""
+    import warnings
+
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+
+
+def _cache_name() -> str:
+    """What transformers calls a model's KV cache, in its outputs and forward() arguments: `cache`
+    from 5.2x on (where `past_key_values` still works but warns), `past_key_values` before."""
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+
+
 def resolve_dtype(choice: str, device: str):
     """bfloat16 on GPUs and on CPUs with native bf16 (AVX512-BF16, AMX), where it runs about twice
     as fast as float32; float32 elsewhere, where bf16 would be emulated and slow."""
@@ -119,9 +140,7 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=resolve_dtype(self.dtype, device))
         if self.adapter_path:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, self.adapter_path)
+            model = load_adapter(model, self.adapter_path)
         self.model = model.to(device).eval()
 
     def render(self, messages: Messages) -> str:
@@ -159,6 +178,7 @@ class TransformersBackend:
         run on top of that cache, which is cropped back to the prompt after each node."""
         import torch
 
+        cache_name = _cache_name()
         nodes = sorted({prefix for _, prefix in requests}, key=lambda n: (len(n), n))
         where = {req: k for k, req in enumerate(requests)}
         out: list[dict[int, float]] = [{} for _ in requests]
@@ -172,7 +192,7 @@ class TransformersBackend:
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
                 first = self.model(**batch, position_ids=positions, use_cache=True, logits_to_keep=1)
-                cache = first.past_key_values
+                cache = first[cache_name]
                 for node in nodes:
                     if not node:
                         logits = first.logits[:, -1, :]
@@ -180,8 +200,8 @@ class TransformersBackend:
                         ids = torch.tensor([list(node)] * len(idx), device=self._device)
                         step = torch.arange(1, len(node) + 1, device=self._device)
                         more = self.model(input_ids=ids, attention_mask=torch.cat([mask, torch.ones_like(ids)], dim=1),
-                                          position_ids=positions[:, -1:] + step, past_key_values=cache,
-                                          use_cache=True, logits_to_keep=1)
+                                          position_ids=positions[:, -1:] + step, use_cache=True, logits_to_keep=1,
+                                          **{cache_name: cache})
                         logits = more.logits[:, -1, :]
                         cache.crop(-len(node))
                     logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()

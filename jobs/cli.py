@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Bad records go to bronze.quarantine with file, line, raw text and reason; the rest are "
         "ingested. Exact duplicate records collapse to one row. Re-ingesting a file adds nothing.",
     )
-    rv.add_argument("files", nargs="+", metavar="FILE")
+    rv.add_argument("files", nargs="+", metavar="FILE", help="review files (.jsonl or .jsonl.gz); each one is read once")
     rv.add_argument("--category", help="product category recorded on every review (e.g. 'All Beauty')")
     rv.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
     rl = isub.add_parser(
@@ -121,8 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="CrowdFlower median_relevance 1-4 becomes gain 0, 1/3, 2/3, 1; ESCI E/S/C/I becomes "
         "1.0/0.1/0.01/0. Descriptions keep their raw text and get a cleaned, HTML-free column.",
     )
-    rl.add_argument("files", nargs="+", metavar="FILE")
-    rl.add_argument("--format", required=True, choices=["crowdflower", "esci"], dest="fmt")
+    rl.add_argument("files", nargs="+", metavar="FILE",
+                    help="relevance files: one CrowdFlower CSV, or ESCI's examples and products files together")
+    rl.add_argument("--format", required=True, choices=["crowdflower", "esci"], dest="fmt",
+                    help="which dataset's layout the files have")
     rl.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
 
     sub.add_parser("tables", parents=[common], help="list every table in the lake with its row count and version")
@@ -135,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ad = sub.add_parser("adapters", parents=[common], help="list the adapter registry, install the shipped adapters, or merge an "
                         "adapter into a full model for vLLM")
-    ad.add_argument("action", choices=["list", "install", "merge"])
+    ad.add_argument("action", choices=["list", "install", "merge"],
+                    help="list the registry, install the shipped adapters into it, or merge one into a full model")
     ad.add_argument("task", nargs="?", help="registry task (relsum, sumforu_summary, exp3rt_preferences, exp3rt_rating, rpo)")
     ad.add_argument("--from", dest="source", type=Path, default=SHIPPED_ADAPTERS,
                     help="install: a registry folder to install from (default: the adapters shipped in the repository)")
@@ -181,11 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
     ev.add_argument("--report-only", action="store_true", help="only write the report from the eval tables")
 
-    rr = sub.add_parser("rerank", parents=[common], help="online rerank of candidates on title + precomputed summary")
-    rr.add_argument("query")
-    rr.add_argument("product_ids", nargs="+", metavar="PRODUCT_ID")
-    lk = sub.add_parser("lookup", parents=[common], help="print what an online ranker reads for products")
-    lk.add_argument("product_ids", nargs="+", metavar="PRODUCT_ID")
+    rr = sub.add_parser("rerank", parents=[common], help="online rerank of candidates on title + precomputed summary",
+                        description="Scores each candidate with the ONNX ranker on its title and the published "
+                        "summary (the title alone where there is none), best first.")
+    rr.add_argument("query", metavar="QUERY", help="the shopper's search query, quoted")
+    rr.add_argument("product_ids", nargs="+", metavar="PRODUCT_ID", help="candidate product ids (bronze.products)")
+    lk = sub.add_parser("lookup", parents=[common], help="print what an online ranker reads for products",
+                        description="The published serving version's summary of each product, with its lineage "
+                        "(model, adapter, prompt version, input hash).")
+    lk.add_argument("product_ids", nargs="+", metavar="PRODUCT_ID", help="product ids (bronze.products)")
 
     sql = sub.add_parser(
         "sql", parents=[common],

@@ -109,9 +109,9 @@ def load_policy(base_model: str, parent_adapter: str | Path | None, cfg: Trainin
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
     if parent_adapter:
-        from peft import PeftModel
+        from generator.backends import load_adapter
 
-        return PeftModel.from_pretrained(model, str(parent_adapter), is_trainable=True), tokenizer, None
+        return load_adapter(model, parent_adapter, trainable=True), tokenizer, None
     return model, tokenizer, lora_config(cfg)
 
 

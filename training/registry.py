@@ -163,11 +163,12 @@ def install(source: Path, root: Path) -> list[tuple[str, Path, bool]]:
 def merge(folder: Path, base_model: str | Path, out: Path) -> Path:
     """Merge the adapter into its base model and save a full model (for vLLM without LoRA)."""
     import torch
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from generator.backends import load_adapter
+
     model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
-    merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    merged = load_adapter(model, folder).merge_and_unload()
     out.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(str(out))
     AutoTokenizer.from_pretrained(str(folder if (folder / "tokenizer_config.json").exists() else base_model)).save_pretrained(str(out))
