@@ -337,7 +337,9 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
-    """PRECIS__SPARK__MASTER=local[2] -> {"spark": {"master": "local[2]"}}."""
+    """PRECIS__SPARK__MASTER=local[2] -> {"spark": {"master": "local[2]"}}. A mapping is set one key
+    per variable (PRECIS__GENERATION__ADAPTERS__RELSUM=base) or as a YAML flow mapping
+    (PRECIS__GENERATION__ADAPTERS='{relsum: base}')."""
     tree: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
@@ -352,8 +354,10 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-        # A bare string like "local[2]" parses as a YAML list; keep what the user typed.
-        node[path[-1]] = raw if isinstance(value, (list, dict)) else value
+        # A bare string like "local[2]" parses as a YAML list; keep what the user typed. A flow
+        # mapping is kept as one.
+        mapping = isinstance(value, dict) and raw.lstrip().startswith("{")
+        node[path[-1]] = value if mapping else raw if isinstance(value, (list, dict)) else value
     return tree
 
 
@@ -392,7 +396,9 @@ def _format_errors(err: ValidationError, source: str, env: dict[str, Any] | None
             hint = f"; did you mean '{'.'.join(map(str, (*loc[:-1], near[0])))}'?" if near else ""
             lines.append(f"unknown key '{key}' in {where}{hint}")
         else:
-            lines.append(f"'{key}' in {where}: {e['msg']} (got {e.get('input')!r})")
+            hint = (f"; set one key per variable ({where}__<KEY>=VALUE) or a mapping ('{{key: value}}')"
+                    if e["type"] == "dict_type" and where.startswith(ENV_PREFIX) else "")
+            lines.append(f"'{key}' in {where}: {e['msg']} (got {e.get('input')!r}){hint}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

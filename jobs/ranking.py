@@ -33,7 +33,7 @@ def judged_pairs(lake: Lake):
 
 # ---------------------------------------------------------------- precis train ranker
 def train_ranker(lake: Lake, untrained: bool = False, max_steps: int | None = None) -> Path:
-    from generator.models import resolve
+    from generator.models import hub_id, resolve
     from ranker.train import train_and_export
 
     cfg = lake.cfg
@@ -54,7 +54,7 @@ def train_ranker(lake: Lake, untrained: bool = False, max_steps: int | None = No
     elif max_steps is not None:
         train_cfg.max_steps = max_steps
     base = resolve(cfg.models.encoder, cfg.cache_dir)
-    return train_and_export(pairs, base, cfg.ranker_dir, train_cfg, snapshot)
+    return train_and_export(pairs, base, cfg.ranker_dir, train_cfg, snapshot, base_model_id=hub_id(cfg.models.encoder))
 
 
 def ranker_folder(lake: Lake, kind: str = "trained") -> Path:
@@ -139,9 +139,12 @@ def _summary_plans(lake: Lake, pairs, trained: Path) -> list[tuple]:
         return []
     summaries = lake.read("gold.product_summaries")
     combos = summaries.select("model_id", "adapter_version", "prompt_version").distinct().orderBy("model_id", "adapter_version", "prompt_version").collect()
+    # a variant is named by what tells it apart: the adapter alone, or with the prompt and model
+    # where those differ too (summary:base, summary:v0001-4d2c, summary:v0001-4d2c:3f9a...)
+    parts = ["adapter_version"] + [f for f in ("prompt_version", "model_id") if len({c[f] for c in combos}) > 1]
     plans = []
     for c in combos:
-        name = f"summary:{c.adapter_version}" if len(combos) == 1 else f"summary:{c.model_id}:{c.adapter_version}:{c.prompt_version}"
+        name = "summary:" + ":".join(c[f] for f in parts)
         s = summaries.where((F.col("model_id") == c.model_id) & (F.col("adapter_version") == c.adapter_version)
                             & (F.col("prompt_version") == c.prompt_version)).select("product_id", "summary")
         texted = pairs.join(s, "product_id", "left").withColumn("text", product_text_col(F.col("title"), F.col("summary")))

@@ -89,9 +89,12 @@ def train_and_export(
     cfg: RankerTrainConfig,
     snapshot: dict[str, Any],
     progress: bool = True,
+    base_model_id: str | None = None,
 ) -> Path:
     """Train (or, with max_steps=0, only initialise and calibrate), export to ONNX, and publish a new version
-    under `root`. `pairs` has one row per judged (query, product) with the columns in REQUIRED."""
+    under `root`. `pairs` has one row per judged (query, product) with the columns in REQUIRED.
+    `base_model` is the folder loaded; the manifest records `base_model_id` (a portable name such as
+    sentence-transformers/all-MiniLM-L6-v2, default: the folder's name), never a machine's path."""
     import torch
     from torch.nn.functional import binary_cross_entropy_with_logits
     from tqdm.auto import tqdm
@@ -184,7 +187,7 @@ def train_and_export(
             "kind": kind,
             "architecture": cfg.architecture,
             "head": dataclasses.asdict(model.head()),
-            "base_model": base_model,
+            "base_model": base_model_id or Path(base_model).name,
             "created_at": datetime.now(timezone.utc).isoformat(),
             "config": cfg.model_dump(mode="json"),
             "split": {"train_queries": split.train_queries, "val_queries": split.val_queries},

@@ -169,6 +169,13 @@ def _with_score(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], 
     return [f"{spec.reply(c, x)} {d.pick(spec.reading)}" for c, x, d in zip(cut, inputs, dists)], dists
 
 
+def drop_label(text: str, label: str) -> str:
+    """`text` without a leading `<label>:` (a regex) and the markup that followed it: "Summary: -
+    Good fit" -> "Good fit". A list marker or heading after the label is only at the start of a
+    line, where `strip_markup` finds it, once the label is gone."""
+    return strip_markup(re.sub(rf"^\s*(?:{label})\s*:\s*", "", text, flags=re.IGNORECASE))
+
+
 def clean_output(text: str) -> str:
     """Markup stripped; contact details and a copied data-block label are failures, never silently
     kept (the task's retries and candidates sample another output)."""

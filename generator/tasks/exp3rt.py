@@ -9,7 +9,7 @@ from typing import Any
 
 from generator.backends import SamplingParams
 from generator.safety import clean_input, delimit
-from generator.tasks.base import InvalidOutput, ScoreSpec, Task, clean_output
+from generator.tasks.base import InvalidOutput, ScoreSpec, Task, clean_output, drop_label
 from generator.tasks.history import RatingHistory
 
 SYSTEM = (
@@ -102,7 +102,7 @@ def parse_rating(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
     rating = float(matches[-1].group(1))
     if not 1 <= rating <= 5:
         raise InvalidOutput(f"rating {rating:g} is outside 1-5")
-    reasoning = re.sub(r"^\s*reasoning\s*:\s*", "", out[: matches[-1].start()], flags=re.IGNORECASE).strip()
+    reasoning = drop_label(out[: matches[-1].start()], "reasoning")
     if len(reasoning.split()) < 3:
         raise InvalidOutput("no reasoning before the rating")
     return {"reasoning": reasoning, "predicted_rating": round(rating)}
@@ -150,6 +150,6 @@ def rationale_task() -> Task:
 
 def rating_task() -> Task:
     return Task("exp3rt_rating", SYSTEM, RATING_TEMPLATE, parse_rating, SamplingParams(max_new_tokens=80),
-                reply_prefix="Reasoning:",
+                reply_prefix="Reasoning:", rules_version="2",  # 2: no markup after "Reasoning:"
                 score=ScoreSpec("Rating (1-5):", ("1", "2", "3", "4", "5"), cut_at=r"\brating\s*(?:\(1\s*-\s*5\)\s*)?[:=]",
                                 field="predicted_rating"))

@@ -9,7 +9,7 @@ from typing import Any
 
 from generator.backends import SamplingParams
 from generator.safety import clean_input, delimit
-from generator.tasks.base import InvalidOutput, Task, clean_output
+from generator.tasks.base import InvalidOutput, Task, clean_output, drop_label
 
 DEFAULT_MAX_TOKENS = 48
 
@@ -23,7 +23,7 @@ TEMPLATE = (
     "matter to a shopper searching for it and that are not already in the title (such as material, "
     "size, quantity, compatibility, intended use). Do not repeat the title. Reply with the sentence only."
 )
-_PREFIX = re.compile(r"^(summary|here is[^:]*|sure[^:]*|answer)\s*:\s*", re.IGNORECASE)
+_LABELS = r"summary|here is[^:]*|sure[^:]*|answer"  # a label the model puts before the summary
 
 
 def prepare(title: str, description: str | None, max_tokens: int = DEFAULT_MAX_TOKENS) -> dict[str, Any]:
@@ -37,7 +37,7 @@ def prepare(title: str, description: str | None, max_tokens: int = DEFAULT_MAX_T
 
 
 def parse(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    out = _PREFIX.sub("", clean_output(text)).strip().strip('"').strip()
+    out = drop_label(clean_output(text), _LABELS).strip('"').strip()
     if not out:
         raise InvalidOutput("empty summary")
     words = out.split()
@@ -67,4 +67,5 @@ def support(summary: str, inputs: dict[str, Any]) -> float:
 
 def task(max_tokens: int = DEFAULT_MAX_TOKENS) -> Task:
     # inputs carry their own cap (prepare's max_tokens): the generation job's configured length
-    return Task("relsum", SYSTEM, TEMPLATE, parse, SamplingParams(max_new_tokens=max_tokens), max_tokens_key="max_tokens")
+    return Task("relsum", SYSTEM, TEMPLATE, parse, SamplingParams(max_new_tokens=max_tokens), max_tokens_key="max_tokens",
+                rules_version="2")  # 2: markup after a leading label is removed too

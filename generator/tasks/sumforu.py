@@ -9,7 +9,7 @@ from typing import Any
 
 from generator.backends import SamplingParams
 from generator.safety import clean_input, delimit
-from generator.tasks.base import InvalidOutput, ScoreSpec, Task, clean_output
+from generator.tasks.base import InvalidOutput, ScoreSpec, Task, clean_output, drop_label
 from generator.tasks.history import RatingHistory
 
 SYSTEM = (
@@ -178,7 +178,7 @@ def parse_summary(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
     if not 1 <= score <= 10:
         raise InvalidOutput(f"suitability {score} is outside 1-10")
     body = (out[: last.start()] + " " + out[last.end() :]).strip()
-    body = re.sub(r"^\s*summary\s*:\s*", "", body, flags=re.IGNORECASE)
+    body = drop_label(body, "summary")
     sentences = [s.strip() for s in _SENTENCE.findall(body) if len(s.split()) >= 3]
     if not sentences:
         raise InvalidOutput("no summary sentence before the score")
@@ -200,4 +200,4 @@ def summary_task() -> Task:
                 score=ScoreSpec("Suitability (1-10):", tuple(str(i) for i in range(1, 11)), cut_at=r"\bsuitability\b",
                                 field="suitability", lead=SCORE_LEAD, prompt=SCORE_PROMPT,
                                 text_label="Summary of the product's reviews"),
-                rules_version="2")  # 2: the score's lead line is not part of the summary
+                rules_version="3")  # 2: the score's lead line is not part of the summary; 3: nor markup after "Summary:"

@@ -56,15 +56,16 @@ ORDER: tuple[str, ...] = _order(JOBS)
 
 def backend_settings(lake: Lake, key: str) -> BackendSettings:
     """The generator of one job: the configured model with the task's adapter from the registry
-    (`generation.adapters[<task>]`: latest, base or a pinned version)."""
-    from generator.models import resolve
+    (`generation.adapters[<task>]`: latest, base or a pinned version). Rows record the model by
+    its Hugging Face id (HuggingFaceTB/SmolLM2-135M-Instruct), not by the local cache alias."""
+    from generator.models import hub_id, resolve
     from training import registry
 
     g = lake.cfg.generation
     name = g.model or lake.cfg.models.generator
     task = JOBS[key].name
     folder = registry.select(lake.cfg.adapters_dir, task, g.adapters.get(task, "latest"))
-    return BackendSettings(g.backend, resolve(name, lake.cfg.cache_dir), name, str(folder) if folder else None,
+    return BackendSettings(g.backend, resolve(name, lake.cfg.cache_dir), hub_id(name), str(folder) if folder else None,
                            registry.tag(folder), g.batch_size, g.threads, g.dtype, registry.scope(folder))
 
 

@@ -31,6 +31,16 @@ def test_relsum_real_output_and_cap():
         relsum.parse("I cannot summarise this product.", inputs)
 
 
+def test_markup_after_a_leading_label_never_reaches_the_stored_text():
+    """'Summary: - Good fit': the list marker is only at a line's start once the label is gone."""
+    inputs = relsum.prepare("Face cream", "A cream.", 48)
+    assert relsum.parse("Summary: - **Rich** cream for dry skin", inputs)["summary"] == "Rich cream for dry skin"
+    reasoning = exp3rt.parse_rating("Reasoning: - It is mild and the user likes mild creams. Rating (1-5): 4", {})
+    assert reasoning == {"reasoning": "It is mild and the user likes mild creams.", "predicted_rating": 4}
+    summary = sumforu.parse_summary("Summary: - Good fit for dry skin, and it is gentle. Suitability (1-10): 8", {})
+    assert summary == {"summary": "Good fit for dry skin, and it is gentle.", "suitability": 8}
+
+
 def test_relsum_support_is_the_share_of_summary_words_found_in_the_product_text():
     inputs = relsum.prepare("Moisturizing Face Cream", "A 50 ml jar of cream with shea butter for dry skin.", 48)
     # words of 3+ letters or numbers: "moisturizer" (stem "moistu" is in the title), "shea", "butter", "50"

@@ -79,6 +79,9 @@ def test_precedence_file_then_env_then_flag(tmp_path):
     assert load_config(f, lake="/from/flag", environ=env).lake.root == "/from/flag"
     # $PRECIS_CONFIG picks the file when --config is absent
     assert load_config(None, environ={"PRECIS_CONFIG": str(f)}).lake.root == "/from/file"
+    # a mapping: one key per variable, or a YAML flow mapping
+    assert load_config(f, environ={"PRECIS__GENERATION__ADAPTERS__RELSUM": "base"}).generation.adapters == {"relsum": "base"}
+    assert load_config(f, environ={"PRECIS__GENERATION__ADAPTERS": "{rpo: v0002}"}).generation.adapters == {"rpo": "v0002"}
 
 
 def test_bad_env_override_is_reported():
@@ -92,6 +95,8 @@ def test_bad_env_override_is_reported():
         load_config(None, environ={"PRECIS__TRAINING__TRAIN__MAX_STEP": "3"})
     with pytest.raises(ConfigError, match="'spark.log_level' in PRECIS__SPARK__LOG_LEVEL: Input should be 'ALL'"):
         load_config(None, environ={"PRECIS__SPARK__LOG_LEVEL": "LOUD"})
+    with pytest.raises(ConfigError, match=r"set one key per variable \(PRECIS__GENERATION__ADAPTERS__<KEY>=VALUE\)"):
+        load_config(None, environ={"PRECIS__GENERATION__ADAPTERS": "relsum=base"})
 
 
 def test_outside_the_repository_the_projects_own_configuration_is_used(tmp_path, monkeypatch):

@@ -76,7 +76,7 @@ def test_every_gold_table_is_filled_and_every_row_valid(generated_lake):
         assert len(df) > 0 or reports[name].failed > 0, f"{table} is empty and nothing failed"
         for col in ("model_id", "adapter_version", "prompt_version", "input_hash", "generated_at"):
             assert df[col].notna().all(), (table, col)
-        assert set(df.model_id) <= {"smollm2-135m-instruct"} and set(df.adapter_version) <= {"base"}
+        assert set(df.model_id) <= {"HuggingFaceTB/SmolLM2-135M-Instruct"} and set(df.adapter_version) <= {"base"}
         if table in TEXT:
             for text in df[TEXT[table]]:
                 assert text.strip() and strip_markup(text) == text.strip() and not contains_pii(text), (table, text)

@@ -111,7 +111,7 @@ def test_evaluate_ranking_adds_a_variant_per_summary_set(ranked_lake):
     assert report.generated + report.failed == 3
     metrics = evaluate_ranking(lake, DS)
     summary = metrics[metrics.variant == "summary:base"]
-    assert len(summary) == 9 and set(summary.model_id) == {"smollm2-135m-instruct"} and set(summary.adapter_version) == {"base"}
+    assert len(summary) == 9 and set(summary.model_id) == {"HuggingFaceTB/SmolLM2-135M-Instruct"} and set(summary.adapter_version) == {"base"}
     # coverage: the share of the evaluation pairs whose product has a summary (3 products)
     cov = summary[summary.metric == "coverage"].value.iloc[0]
     assert 0 < cov < metrics[(metrics.variant == "desc") & (metrics.metric == "coverage")].value.iloc[0]

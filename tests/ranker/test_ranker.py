@@ -150,7 +150,7 @@ def test_bi_encoder_scores_each_pair_as_if_alone(versions):
     assert together[0] > together[1]  # the base model's similarity survives three steps of training
 
 
-def test_cross_encoder_still_trains_exports_and_scores(tmp_path, cf_subset, versions):
+def test_cross_encoder_still_trains_exports_and_scores(tmp_path, cf_subset, versions, ranked_lake):
     """The other architecture, a few real steps: fresh head, pair graph with a sigmoid, parity."""
     import pandas as pd
 
@@ -161,7 +161,11 @@ def test_cross_encoder_still_trains_exports_and_scores(tmp_path, cf_subset, vers
     pairs = pd.DataFrame({"query_id": cf["query"], "query": cf["query"], "product_id": cf["id"],
                           "title": cf["product_title"], "description": cf["product_description"],
                           "gain": (cf["median_relevance"].astype(int) - 1) / 3})
-    encoder = registry.manifest(versions[0])["base_model"]
+    from generator.models import MINILM, resolve
+
+    # the manifest names the base model portably, never by this machine's path
+    assert registry.manifest(versions[0])["base_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    encoder = resolve(MINILM, ranked_lake.cfg.cache_dir)
     cfg = RankerTrainConfig(architecture="cross-encoder", max_steps=2, batch_size=8)
     folder = train_and_export(pairs, encoder, tmp_path, cfg, {"table": "test"}, progress=False)
     manifest = registry.manifest(folder)
