@@ -56,13 +56,24 @@ def _stem(word: str) -> str:
     return word[:6]  # "moisturizing" and "moisturizer" are one word here; cheap, and enough for support
 
 
+def _words(text: str) -> list[str]:
+    return [_stem(w) for w in _WORD.findall(text.lower()) if len(w) > 2 or w.isdigit()]
+
+
+def title_share(summary: str, inputs: dict[str, Any]) -> float:
+    """The share of the summary's words (as `support` counts them) that are the title's: near 1 for
+    a summary that restates the title, which adds nothing beside it."""
+    title, words = set(_words(inputs["title"])), _words(summary)
+    return sum(w in title for w in words) / len(words) if words else 0.0
+
+
 def support(summary: str, inputs: dict[str, Any]) -> float:
     """The share of the summary's words (3+ letters, or numbers) that occur, up to their first six
     letters, in the product's own title or description: 1.0 for an extract, low for a summary that
     invents attributes. An empty summary has 0."""
     source = {_stem(w) for w in _WORD.findall(f"{inputs['title_block']} {inputs['description_block']}".lower())}
-    words = [w for w in _WORD.findall(summary.lower()) if len(w) > 2 or w.isdigit()]
-    return sum(_stem(w) in source for w in words) / len(words) if words else 0.0
+    words = _words(summary)
+    return sum(w in source for w in words) / len(words) if words else 0.0
 
 
 def task(max_tokens: int = DEFAULT_MAX_TOKENS) -> Task:

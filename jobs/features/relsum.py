@@ -16,6 +16,7 @@ from jobs.lake import tables as T
 from precis.errors import NoRanker
 
 MIN_SUPPORT = 0.8  # a summary with fewer of its words in the product's text counts as low-support
+MAX_TITLE_SHARE = 0.5  # a summary with more of its words the title's restates the title
 
 
 def _task():
@@ -70,9 +71,12 @@ def summary_metrics(lake: Lake, rows) -> list[MetricRow]:
     joined = rows[["product_id", "summary"]].merge(products, on="product_id", how="inner")
     if joined.empty:
         return []
-    shares = [relsum.support(r.summary, relsum.prepare(r.title, r.description)) for r in joined.itertuples()]
+    given = [(r.summary, relsum.prepare(r.title, r.description)) for r in joined.itertuples()]
+    shares = [relsum.support(s, x) for s, x in given]
+    title = [relsum.title_share(s, x) for s, x in given]
     n = len(shares)
-    return [("support_mean", sum(shares) / n, n), ("low_support_share", sum(x < MIN_SUPPORT for x in shares) / n, n)]
+    return [("support_mean", sum(shares) / n, n), ("low_support_share", sum(x < MIN_SUPPORT for x in shares) / n, n),
+            ("title_share_mean", sum(title) / n, n), ("restates_title_share", sum(x > MAX_TITLE_SHARE for x in title) / n, n)]
 
 
 SUMMARIES = FeatureJob(
@@ -84,7 +88,9 @@ SUMMARIES = FeatureJob(
     echo=(r"\bproduct (?:title|description)\s*(?:\(data[^)]*\)\s*)?:", r"^\s*summary\s*:"),
     metrics=summary_metrics,
     signals=(Signal("support_mean", "higher", threshold=MIN_SUPPORT,
-                    question="are the summary's words the product's own (not invented)?"),),
+                    question="are the summary's words the product's own (not invented)?"),
+             Signal("title_share_mean", "lower", threshold=MAX_TITLE_SHARE,
+                    question="... and mostly not the title's again?")),
 )
 
 SEED = Seed("relsum", (SUMMARIES,))

@@ -117,20 +117,24 @@ def _relsum_dpo(r: RecipeRun) -> RecipeResult:
 def _relsum_best_of_n(r: RecipeRun) -> RecipeResult:
     """Best of `best_of_n` sampled summaries per product under the ranker's reward (mean over the
     product's judged training queries), kept when it parses, at least `min_support` of its words
-    come from the product's own text, and it beats the title alone; then SFT on the kept ones."""
+    come from the product's own text, at most `max_title_share` are the title's, and it beats the
+    title alone; then SFT on the kept ones."""
     from generator.tasks import relsum
     from jobs.train.rewards import relsum_reward
     from precis.errors import InvalidOutput
     from training.best_of_n import run_best_of_n
 
     data = r.limit(D.relsum_rows(r.lake, r.tokenizer, r.cfg.train.max_examples), "relsum")
-    task, floor = relsum.task(r.lake.cfg.generation.relsum_max_tokens), r.cfg.train.min_support
+    task, t = relsum.task(r.lake.cfg.generation.relsum_max_tokens), r.cfg.train
     inputs = {x["prompt"]: x["inputs"] for x in data}
 
     def keep(row: dict[str, Any], text: str) -> str:
-        summary = task.parse(text.strip(), inputs[row["prompt"]])["summary"]
-        if relsum.support(summary, inputs[row["prompt"]]) < floor:
-            raise InvalidOutput(f"fewer than {floor:.0%} of the summary's words are in the product's text")
+        given = inputs[row["prompt"]]
+        summary = task.parse(text.strip(), given)["summary"]
+        if relsum.support(summary, given) < t.min_support:
+            raise InvalidOutput(f"fewer than {t.min_support:.0%} of the summary's words are in the product's text")
+        if relsum.title_share(summary, given) > t.max_title_share:
+            raise InvalidOutput(f"more than {t.max_title_share:.0%} of the summary's words are the title's")
         return summary
 
     reward = relsum_reward(r.lake)

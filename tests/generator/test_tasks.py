@@ -48,6 +48,10 @@ def test_relsum_support_is_the_share_of_summary_words_found_in_the_product_text(
     # "vegan", "lavender", "scent" are invented; "cream", "for", "dry", "skin" are in the text: 4 of 7
     assert relsum.support("Vegan lavender scent cream for dry skin", inputs) == pytest.approx(4 / 7)
     assert relsum.support("", inputs) == 0.0
+    # title words: "moisturizing" (stem "moistu"), "face", "cream"
+    assert relsum.title_share("Moisturizer face cream", inputs) == 1.0
+    # face, cream, with, shea, butter, 50 ("ml" has two letters): 2 of 6 are the title's
+    assert relsum.title_share("Face cream with shea butter, 50 ml", inputs) == pytest.approx(2 / 6)
 
 
 def test_outputs_with_contact_details_are_rejected():

@@ -64,7 +64,7 @@ def test_evaluate_generation_and_report(generated_lake, tmp_path, spark):
     relsum = m[m.task == "relsum"].set_index("metric")
     summaries = lake.read_pandas("gold.product_summaries")
     assert relsum.loc["support_mean", "n"] == len(summaries) > 0
-    assert relsum.loc[["support_mean", "low_support_share"], "value"].between(0, 1).all()
+    assert relsum.loc[["support_mean", "low_support_share", "title_share_mean", "restates_title_share"], "value"].between(0, 1).all()
     path = write_report(lake, "2024-05-01")
     text = path.read_text()
     assert path == tmp_path / "reports" / "2024-05-01" / "report.md"
