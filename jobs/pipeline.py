@@ -1,10 +1,16 @@
-"""The daily pipeline's steps: one registry that `precis job NAME`, the Airflow DAG and the tests share.
+"""The pipelines' steps: one registry that `precis job NAME`, the Airflow DAGs and the tests share.
 
-Each step is `f(lake, ds) -> str` (a one-line summary for logs) and is idempotent: running it
-again for the same `ds` changes no table. The DAG in `dags/precis_daily.py` orders them:
+Each step is `f(lake, ds) -> str` (a one-line summary for logs). A daily step is idempotent:
+running it again for the same `ds` changes no table. The DAG in `dags/precis_daily.py` orders them:
 
     ingest -> gate_bronze -> filter_reviews, description_delta -> gate_silver -> generate_* ->
     gate_gold -> publish -> evaluate_ranking, evaluate_generation -> report
+
+The weekly DAG (`dags/precis_training.py`) labels the training sets, then for each task of
+`jobs.train.WEEKLY` trains a candidate adapter, measures it against the current one on validation
+rows and promotes it only if better (each run is a new candidate, so these are not idempotent):
+
+    build_training_sets -> train_<task> -> evaluate_<task>_adapter -> promote_<task>_adapter
 """
 
 from __future__ import annotations
@@ -107,29 +113,55 @@ def report(lake: Lake, ds: str) -> str:
 
 
 def build_training_sets(lake: Lake, ds: str) -> str:
-    """Weekly: label ReLSum training inputs with the teacher (silver.teacher_outputs)."""
-    from jobs.train import label
+    """Weekly: label the training sets of the weekly recipes that have one (silver.teacher_outputs),
+    so each week trains on the week's data."""
+    from jobs.train import WEEKLY
 
-    return f"build_training_sets: teacher labelled {len(label(lake, 'relsum', ds))} relsum inputs"
-
-
-def train_relsum(lake: Lake, ds: str) -> str:
-    """Weekly: GRPO from the current ReLSum adapter; the result is a candidate until promoted."""
-    from jobs.train import train_task
-
-    return train_task(lake, "relsum", "grpo", ds, status="candidate").text()
+    counts = [f"{w.task} {w.recipe.method} {len(w.recipe.label(lake, ds))}" for w in WEEKLY if w.recipe.label]
+    return "build_training_sets: labelled " + (", ".join(counts) or "nothing (no weekly recipe has a labelled set)")
 
 
-def evaluate_relsum_adapter(lake: Lake, ds: str) -> str:
-    from jobs.train import evaluate_candidate
+def _weekly_steps() -> dict[str, Step]:
+    """build_training_sets, then train -> evaluate -> promote for each task of `jobs.train.WEEKLY`."""
+    from jobs.train import WEEKLY
 
-    return evaluate_candidate(lake, "relsum", ds)
+    steps: dict[str, Step] = {"build_training_sets": build_training_sets}
+    for chain in WEEKLY:
+        train, evaluate, promote = chain.steps
+        steps[train] = _train(chain.task, chain.recipe.method)
+        steps[evaluate] = _evaluate(chain.task)
+        steps[promote] = _promote(chain.task)
+    return steps
 
 
-def promote_relsum_adapter(lake: Lake, ds: str) -> str:
-    from jobs.train import promote
+def _train(task: str, method: str) -> Step:
+    def run(lake: Lake, ds: str) -> str:
+        from jobs.train import train_task
 
-    return promote(lake, "relsum", ds)
+        return train_task(lake, task, method, ds, status="candidate").text()
+
+    run.__doc__ = f"Weekly: train {task} by {method}; the adapter is a candidate until promoted."
+    return run
+
+
+def _evaluate(task: str) -> Step:
+    def run(lake: Lake, ds: str) -> str:
+        from jobs.train import evaluate_candidate, weekly
+
+        return evaluate_candidate(lake, weekly(task), ds)
+
+    run.__doc__ = f"Weekly: measure the {task} candidate and the current adapter on validation rows."
+    return run
+
+
+def _promote(task: str) -> Step:
+    def run(lake: Lake, ds: str) -> str:
+        from jobs.train import promote, weekly
+
+        return promote(lake, weekly(task), ds)
+
+    run.__doc__ = f"Weekly: promote the {task} candidate if it beats the current adapter."
+    return run
 
 
 def _daily_steps() -> dict[str, Step]:
@@ -154,17 +186,20 @@ def _daily_steps() -> dict[str, Step]:
 
 
 DAILY_STEPS = _daily_steps()  # the precis_daily DAG's tasks, in order
-WEEKLY_STEPS: dict[str, Step] = {  # the precis_training DAG's tasks, in order
-    "build_training_sets": build_training_sets,
-    "train_relsum": train_relsum,
-    "evaluate_relsum_adapter": evaluate_relsum_adapter,
-    "promote_relsum_adapter": promote_relsum_adapter,
-}
+WEEKLY_STEPS = _weekly_steps()  # the precis_training DAG's tasks
 STEPS = {**DAILY_STEPS, **WEEKLY_STEPS}
+
+
+def _needs_ranker() -> frozenset[str]:
+    from jobs.train import WEEKLY
+
+    return frozenset({"description_delta", "evaluate_ranking",
+                      *(step for w in WEEKLY if w.needs_ranker for step in w.steps[:2])})
+
+
 # The steps that raise NoRanker when no ranker is trained yet; the DAG skips them (the in-process
 # task on the exception itself, the spark-submit task by checking first: jobs.cluster_task).
-NEEDS_RANKER = frozenset({"description_delta", "evaluate_ranking", "build_training_sets", "train_relsum",
-                          "evaluate_relsum_adapter"})
+NEEDS_RANKER = _needs_ranker()
 GENERATE = tuple(name for name in STEPS if name.startswith("generate_"))
 
 

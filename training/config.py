@@ -111,6 +111,6 @@ class TrainingConfig(_Strict):
             out[key] = public_url(url) + sep + model
         return out
     adapters_dir: str | None = Field(default=None, description="Adapter registry; default <lake.root>/_artifacts/adapters.")
-    eval_examples: int = Field(default=16, ge=1, description="Held-out prompts an adapter is evaluated on before promotion.")
+    eval_examples: int = Field(default=16, ge=1, description="Validation rows (ReLSum pairs, EXP3RT and SUMFORU users) a candidate adapter is judged on before promotion (weekly DAG).")
     min_improvement: float = Field(
         default=0.0, description="Weekly DAG: promote a new adapter only if its eval metric beats the current one by more than this.")

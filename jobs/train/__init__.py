@@ -7,7 +7,8 @@ manifest (base model, data snapshot, configuration, metrics, log) and a row in `
     rationales.py  EXP3RT: rating-conditioned rationales on users the evaluation never uses
     rewards.py     rewards and judges built from the lake's models
     recipes.py     RECIPES[(task, method)]
-    promotion.py   weekly: evaluate a candidate on held-out prompts, promote it only if better
+    validation.py  the metric a candidate adapter is judged on, on validation rows (weekly)
+    promotion.py   WEEKLY: the tasks the weekly DAG trains; evaluate a candidate, promote it only if better
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ import numpy as np
 from generator.models import hub_id
 from jobs.lake import Lake
 from jobs.train.datasets import base_model, snapshot
-from jobs.train.promotion import evaluate_candidate, promote, record_run
+from jobs.train.promotion import WEEKLY, WeeklyTraining, evaluate_candidate, promote, record_run, weekly
 from jobs.train.recipes import METHODS, RECIPES, TASKS, RecipeRun, adapter_task, recipe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["METHODS", "RECIPES", "TASKS", "TrainReport", "adapter_task", "evaluate_candidate", "label", "promote",
-           "recipe", "train_task"]
+__all__ = ["METHODS", "RECIPES", "TASKS", "WEEKLY", "TrainReport", "WeeklyTraining", "adapter_task",
+           "evaluate_candidate", "label", "promote", "recipe", "train_task", "weekly"]
 
 
 @dataclass

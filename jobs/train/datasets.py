@@ -45,24 +45,39 @@ def reviews_payload(df: pd.DataFrame) -> list[tuple[float, str]]:
     return [(float(r.rating), " ".join(x for x in (r.title, r.text) if isinstance(x, str))) for r in df.itertuples()]
 
 
-def relsum_rows(lake: Lake, tokenizer, limit: int, heldout: bool = False) -> list[dict[str, Any]]:
-    """Prompts from silver.relsum_pairs (else all judged pairs) of the ranker's training queries
-    (`heldout=True`: of its held-out queries, for evaluation), with what the reward reads."""
+RELSUM_PARTS = ("train", "validation", "heldout")
+
+
+def relsum_rows(lake: Lake, tokenizer, limit: int, part: str = "train") -> list[dict[str, Any]]:
+    """Prompts from silver.relsum_pairs (else all judged pairs), with what the reward reads.
+
+    `part`: `train` (the default) draws from the ranker's training queries, in a seeded order;
+    `validation` takes the pairs that follow the first `training.train.max_examples` of that order
+    and whose product none of those has (what the weekly DAG judges a candidate on, so no
+    evaluation row is used to pick an adapter); `heldout` draws from the ranker's held-out queries
+    (evaluation only)."""
     from generator.tasks import relsum
     from jobs.ranking import judged_pairs, ranker_folder
     from ranker import registry as ranker_registry
 
+    if part not in RELSUM_PARTS:
+        raise ValueError(f"relsum_rows: part must be one of {RELSUM_PARTS}, got {part!r}")
     held = set(ranker_registry.manifest(ranker_folder(lake))["split"]["val_queries"])
     cols = ["query_id", "query", "product_id", "title", "description", "gain"]
 
     def usable(df):
-        df = df[df.query_id.isin(held) == heldout]
+        df = df[df.query_id.isin(held) == (part == "heldout")]
         return df[df.description.fillna("").str.strip() != ""].sort_values(["query_id", "product_id"])
 
     pairs = usable(lake.read_pandas(T.SILVER_RELSUM_PAIRS, cols)) if lake.exists(T.SILVER_RELSUM_PAIRS) else None
     if pairs is None or pairs.empty:  # no description_delta pairs (yet): every judged pair
         pairs = usable(judged_pairs(lake).select(*cols).toPandas())
-    pairs = pairs.sample(frac=1.0, random_state=lake.cfg.training.train.seed).head(limit)
+    pairs = pairs.sample(frac=1.0, random_state=lake.cfg.training.train.seed)
+    if part == "validation":
+        trained = pairs.head(lake.cfg.training.train.max_examples)
+        pairs = pairs.iloc[len(trained):]
+        pairs = pairs[~pairs.product_id.isin(set(trained.product_id))]
+    pairs = pairs.head(limit)
     task, cap = relsum.task(lake.cfg.generation.relsum_max_tokens), lake.cfg.generation.relsum_max_tokens
     rows = []
     for p in pairs.itertuples():

@@ -4,6 +4,8 @@ the evaluation exactly, on users the evaluation never uses:
 - users: active users outside the evaluation users (the `generation.n_users` most active), with at
   least 3 train reviews, in a seeded hash order; each contributes its newest train review as the
   target pair, so its profile or persona, like an evaluated user's, comes from the reviews before it;
+  training draws the first users of that order, the weekly DAG validates a candidate on the next
+  ones (`skip`);
 - the target product's sampled train reviews other than any target feed its item side, and the
   rating history (user and product means) leaves the target out.
 
@@ -59,7 +61,9 @@ def _order(seed: int, key: str) -> str:
     return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
-def training_pairs(lake: Lake, limit: int, seed: int) -> TrainingPairs:
+def training_pairs(lake: Lake, limit: int, seed: int, skip: int = 0) -> TrainingPairs:
+    """Up to `limit` users of the seeded order, after its first `skip` (the weekly DAG's
+    validation users follow the `training.train.max_examples` that training draws)."""
     split = _latest(lake.read_pandas(T.SILVER_REVIEW_SPLIT))
     train_ids = set(split.loc[split.split == "train", "review_id"])
     reviews = lake.read_pandas(T.BRONZE_REVIEWS, ["review_id", "user_id", "product_id", "rating", "title", "text", "review_time"])
@@ -69,7 +73,7 @@ def training_pairs(lake: Lake, limit: int, seed: int) -> TrainingPairs:
 
     counts = train.groupby("user_id").size()
     eligible = sorted((u for u, n in counts.items() if n >= MIN_TRAIN_REVIEWS and u not in evaluated),
-                      key=lambda u: _order(seed, u))[:limit]
+                      key=lambda u: _order(seed, u))[skip : skip + limit]
     mine = train[train.user_id.isin(eligible)].sort_values(["review_time", "review_id"], ascending=[False, True])
     targets = mine.groupby("user_id").head(1)
     targets = targets.assign(order=targets.user_id.map(lambda u: _order(seed, u))).sort_values("order").reset_index(drop=True)

@@ -1,9 +1,16 @@
-"""Weekly: a candidate adapter is evaluated on held-out prompts, and promoted only if it beats the
-current one by `training.min_improvement`; each decision and its numbers go to eval.training_runs."""
+"""Weekly: every task in `WEEKLY` is trained, its candidate adapter judged on validation rows
+(`jobs.train.validation`), and promoted only if it beats the current one by
+`training.min_improvement`; each decision and its numbers go to eval.training_runs.
+
+    WEEKLY            (recipe, validation) per task: the precis_training DAG's chains
+    evaluate_candidate  measure the newest candidate and the current adapter on the same rows
+    promote           ready if better, else rejected
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,10 +18,43 @@ import pandas as pd
 
 from jobs.lake import Lake
 from jobs.lake import tables as T
-from jobs.train.datasets import base_model, load_tokenizer, relsum_rows
-from jobs.train.recipes import adapter_task
-from jobs.train.rewards import relsum_reward
+from jobs.train.recipes import Recipe, recipe
+from jobs.train.validation import RATING_MAE, RELSUM_REWARD, SUITABILITY_SPEARMAN, Validation
 from precis.errors import MissingPrerequisite
+
+
+@dataclass(frozen=True)
+class WeeklyTraining:
+    """One chain of the weekly DAG: train_<task> -> evaluate_<task>_adapter -> promote_<task>_adapter."""
+
+    recipe: Recipe
+    validation: Validation
+    needs_ranker: bool = False  # its data or reward reads the trained ranker (the DAG skips it without one)
+
+    @property
+    def task(self) -> str:
+        return self.recipe.task
+
+    @property
+    def steps(self) -> tuple[str, str, str]:
+        return f"train_{self.task}", f"evaluate_{self.task}_adapter", f"promote_{self.task}_adapter"
+
+
+# The tasks the weekly DAG trains: each with the method whose student carries signal on the sample
+# data (README, "Signal"), and the validation metric of what that student is for. RPO and the
+# SUMFORU personas have no validation metric yet, so they are trained by hand only.
+WEEKLY: tuple[WeeklyTraining, ...] = (
+    WeeklyTraining(recipe("relsum", "best-of-n"), RELSUM_REWARD, needs_ranker=True),
+    WeeklyTraining(recipe("exp3rt", "rationale-sft"), RATING_MAE),
+    WeeklyTraining(recipe("sumforu", "anchored-sft"), SUITABILITY_SPEARMAN),
+)
+
+
+def weekly(task: str) -> WeeklyTraining:
+    found = [w for w in WEEKLY if w.task == task]
+    if not found:
+        raise ValueError(f"the weekly DAG does not train '{task}'; it trains {', '.join(w.task for w in WEEKLY)}")
+    return found[0]
 
 
 def record_run(lake: Lake, row: dict[str, Any]) -> None:
@@ -24,67 +64,57 @@ def record_run(lake: Lake, row: dict[str, Any]) -> None:
     lake.merge(T.EVAL_TRAINING_RUNS, lake.spark.createDataFrame(df, spark_schema(T.EVAL_TRAINING_RUNS.schema)))
 
 
-def heldout_reward(lake: Lake, adapter: Path | None, n: int) -> tuple[float, int]:
-    """Mean ReLSum reward of greedy summaries on prompts of the ranker's held-out queries."""
-    from generator.backends import load_backend
-    from generator.tasks import relsum
-    from generator.tasks.base import run_task
+def _fmt(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4f}"
+
+
+def _stored(value: float) -> float | None:
+    """NaN (not measurable on these rows) is stored as null."""
+    return None if math.isnan(value) else value
+
+
+def evaluate_candidate(lake: Lake, chain: WeeklyTraining, ds: str) -> str:
+    """Measure the newest candidate of the chain's adapter task and the current (newest ready)
+    adapter, or the base model when there is none, on the same validation rows."""
     from training import registry
 
-    rows = relsum_rows(lake, load_tokenizer(lake), n, heldout=True)
-    g = lake.cfg.generation
-    backend = load_backend(g.backend, base_model(lake), "eval", str(adapter) if adapter else None,
-                           registry.tag(adapter) if adapter else None,
-                           **({"batch_size": g.batch_size, "threads": g.threads, "dtype": g.dtype} if g.backend == "transformers" else {}))
-    results = run_task(backend, relsum.task(g.relsum_max_tokens), [r["inputs"] for r in rows], 1)
-    summaries = [r.value["summary"] if r.status == "ok" else "" for r in results]
-    reward = relsum_reward(lake)
-    cols = {k: [r[k] for r in rows] for k in ("query", "title", "gain", "max_words")}
-    return float(np.mean(reward([r["prompt"] for r in rows], summaries, **cols))), len(rows)
-
-
-def evaluate_candidate(lake: Lake, name: str, ds: str) -> str:
-    from training import registry
-
-    if name != "relsum":
-        raise ValueError("adapter evaluation before promotion exists for relsum (held-out reward) only")
-    root, task = lake.cfg.adapters_dir, adapter_task(name)
+    root, task, v = lake.cfg.adapters_dir, chain.recipe.adapter_task, chain.validation
     candidate = registry.newest(root, task, "candidate")
     if candidate is None:
-        raise MissingPrerequisite(f"no candidate {task} adapter to evaluate", "the train step registers one")
+        raise MissingPrerequisite(f"no candidate {task} adapter to evaluate", f"the {chain.steps[0]} step registers one")
     current = registry.latest(root, task)
-    n = lake.cfg.training.eval_examples
-    value, count = heldout_reward(lake, candidate, n)
-    base_value, _ = heldout_reward(lake, current, n)
+    (value, base_value), count = v.measure(lake, [candidate, current])
     registry.set_status(candidate, "candidate", evaluation={
-        "metric": "heldout_mean_reward", "value": value, "baseline": base_value, "baseline_adapter": registry.tag(current),
-        "prompts": count})
+        "metric": v.metric, "value": _stored(value), "baseline": _stored(base_value), "baseline_adapter": registry.tag(current),
+        "higher_is_better": v.higher_is_better, "rows": count})
     row = _run_row(lake, f"{task}/{registry.tag(candidate)}")
-    row.update(eval_metric="heldout_mean_reward", eval_value=value, baseline_value=base_value)
+    row.update(eval_metric=v.metric, eval_value=_stored(value), baseline_value=_stored(base_value))
     record_run(lake, row)
-    return (f"evaluate {task}/{candidate.name}: held-out mean reward {value:.4f} vs {base_value:.4f} for "
-            f"{current.name if current else 'the base model'} ({count} prompts)")
+    return (f"evaluate {task}/{candidate.name}: {v.metric} {_fmt(value)} vs {_fmt(base_value)} for "
+            f"{current.name if current else 'the base model'} ({count} validation rows; "
+            f"{'higher' if v.higher_is_better else 'lower'} is better)")
 
 
-def promote(lake: Lake, name: str, ds: str) -> str:
+def promote(lake: Lake, chain: WeeklyTraining, ds: str) -> str:
     """Promote the evaluated candidate only if it beats the current adapter by more than
     `training.min_improvement`; otherwise reject it. The decision and its numbers are recorded."""
     from training import registry
 
-    root, task = lake.cfg.adapters_dir, adapter_task(name)
+    root, task, v = lake.cfg.adapters_dir, chain.recipe.adapter_task, chain.validation
     candidate = registry.newest(root, task, "candidate")
     if candidate is None:
         raise MissingPrerequisite(f"no candidate {task} adapter to promote", "the train and evaluate steps make one")
     ev = registry.manifest(candidate).get("evaluation")
     if not ev:
-        raise ValueError(f"{task}/{candidate.name} has not been evaluated; run the evaluate step first")
-    better = ev["value"] > ev["baseline"] + lake.cfg.training.min_improvement
+        raise MissingPrerequisite(f"{task}/{candidate.name} has not been evaluated", f"run `precis job {chain.steps[1]}` first")
+    value, baseline = (float("nan") if x is None else float(x) for x in (ev["value"], ev["baseline"]))
+    better = v.better(value, baseline, lake.cfg.training.min_improvement)
     registry.set_status(candidate, "ready" if better else "rejected", decided=ds)
     row = _run_row(lake, f"{task}/{registry.tag(candidate)}")
     row.update(promoted=better)
     record_run(lake, row)
     verdict = "promoted" if better else "rejected (not better than the current one)"
-    return (f"{task}/{candidate.name} {verdict}: held-out mean reward {ev['value']:.4f} vs {ev['baseline']:.4f} "
+    return (f"{task}/{candidate.name} {verdict}: {ev['metric']} {_fmt(value)} vs {_fmt(baseline)} "
             f"({ev['baseline_adapter']}), min improvement {lake.cfg.training.min_improvement}")
 
 

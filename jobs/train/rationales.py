@@ -16,7 +16,7 @@ import pandas as pd
 
 from jobs.lake import Lake
 from jobs.lake import tables as T
-from jobs.train.pairs import in_process, run_logged, training_pairs
+from jobs.train.pairs import TrainingPairs, in_process, run_logged, training_pairs
 
 log = logging.getLogger(__name__)
 
@@ -63,25 +63,33 @@ def _profiles(lake: Lake, context: pd.DataFrame, prefs: dict[str, tuple[str, str
     return {k: r.value["profile"] for k, r in zip(keys, results) if r.status == "ok"}
 
 
+def rating_rows(lake: Lake, pairs: TrainingPairs) -> list[dict[str, Any]]:
+    """Per user of `pairs`: the student's rating inputs (profiles by the daily generators) and the
+    actual rating; users without both profiles are dropped."""
+    from generator.tasks import exp3rt
+
+    items = pairs.samples.groupby("product_id").head(lake.cfg.generation.item_reviews)
+    context = pd.concat([pairs.history.assign(role="user", owner=pairs.history.user_id),
+                         items.assign(role="item", owner=items.product_id)])
+    prefs = _preferences(lake, context)
+    profiles = _profiles(lake, context, prefs)
+    rows = []
+    for t in pairs.targets.itertuples():
+        up, ip = profiles.get(("user", t.user_id)), profiles.get(("item", t.product_id))
+        if up is not None and ip is not None:
+            inputs = exp3rt.prepare_rating(up, ip, pairs.history_of(t))
+            rows.append({"inputs": inputs, "rating": float(t.rating), "user_id": t.user_id, "product_id": t.product_id})
+    return rows
+
+
 def rationale_examples(lake: Lake, teacher, limit: int, seed: int) -> list[dict[str, Any]]:
     """Per training user: the student's rating inputs, the actual rating, and the teacher's
     rationale for it (pairs whose profiles or rationale failed validation are dropped, counted)."""
     from generator.tasks import exp3rt
 
     pairs = training_pairs(lake, limit, seed)
-    items = pairs.samples.groupby("product_id").head(lake.cfg.generation.item_reviews)
-    context = pd.concat([pairs.history.assign(role="user", owner=pairs.history.user_id),
-                         items.assign(role="item", owner=items.product_id)])
     targets = pairs.targets
-    prefs = _preferences(lake, context)
-    profiles = _profiles(lake, context, prefs)
-    rows = []
-    for t in targets.itertuples():
-        up, ip = profiles.get(("user", t.user_id)), profiles.get(("item", t.product_id))
-        if up is None or ip is None:
-            continue
-        inputs = exp3rt.prepare_rating(up, ip, pairs.history_of(t))
-        rows.append({"inputs": inputs, "rating": float(t.rating), "user_id": t.user_id, "product_id": t.product_id})
+    rows = rating_rows(lake, pairs)
     teacher_inputs = [{**r["inputs"], "rating": int(round(r["rating"]))} for r in rows]
     results = run_logged(teacher, exp3rt.rationale_task(), teacher_inputs, lake.cfg.generation.max_attempts)
     out = [{**r, "reasoning": res.value["reasoning"], "completion": exp3rt.rating_target(res.value["reasoning"], r["rating"])}

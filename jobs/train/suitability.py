@@ -27,7 +27,7 @@ import logging
 from typing import Any
 
 from jobs.lake import Lake
-from jobs.train.pairs import training_pairs
+from jobs.train.pairs import TrainingPairs, training_pairs
 from jobs.train.personas import reviews_of, training_personas
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,23 @@ MIN_SHARE = 0.25  # each target score is repeated until it is at least this shar
 MAX_COPIES = 4  # ... or each of its rows is there this many times
 
 
+def summary_rows(lake: Lake, pairs: TrainingPairs) -> list[dict[str, Any]]:
+    """Per user of `pairs`: the daily summary job's inputs (the persona by the daily persona
+    generator, the product's sampled reviews, the rating history without the target) and the
+    actual rating; users whose persona failed or whose product has no reviews are dropped."""
+    from generator.tasks import sumforu
+
+    persona = {u: p for u, (_, p) in training_personas(lake, pairs).items()}
+    reviews = {p: reviews_of(g.head(SUMMARY_REVIEWS)) for p, g in pairs.samples.groupby("product_id")}
+    rows = []
+    for t in pairs.targets.itertuples():
+        if t.user_id in persona and reviews.get(t.product_id):
+            inputs = sumforu.prepare_summary(persona[t.user_id], reviews[t.product_id], pairs.history_of(t))
+            rows.append({"inputs": inputs, "rating": float(t.rating), "user_id": t.user_id, "product_id": t.product_id,
+                         "persona": persona[t.user_id], "reviews": reviews[t.product_id]})
+    return rows
+
+
 def anchored_examples(lake: Lake, limit: int, seed: int) -> list[dict[str, Any]]:
     """Per training user: the student's summary inputs and a target of the persona extract with the
     suitability the user's actual rating maps to (users whose persona failed, or whose product has
@@ -46,16 +63,10 @@ def anchored_examples(lake: Lake, limit: int, seed: int) -> list[dict[str, Any]]
 
     pairs = training_pairs(lake, limit, seed)
     targets = pairs.targets
-    persona = {u: p for u, (_, p) in training_personas(lake, pairs).items()}
-    reviews = {p: reviews_of(g.head(SUMMARY_REVIEWS)) for p, g in pairs.samples.groupby("product_id")}
-    rows = []
-    for t in targets.itertuples():
-        if t.user_id in persona and reviews.get(t.product_id):
-            inputs = sumforu.prepare_summary(persona[t.user_id], reviews[t.product_id], pairs.history_of(t))
-            rows.append({"inputs": inputs, "rating": float(t.rating), "user_id": t.user_id, "product_id": t.product_id})
+    rows = summary_rows(lake, pairs)
     out = []
     for r in rows:
-        summary = sumforu.persona_extract(persona[r["user_id"]], reviews[r["product_id"]])
+        summary = sumforu.persona_extract(r["persona"], r["reviews"])
         if summary:
             out.append({**r, "completion": sumforu.suitability_target(summary, r["rating"])})
     log.info("sumforu anchored targets: %d of %d training users (%d without persona or reviews, %d without a usable "

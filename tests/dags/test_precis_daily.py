@@ -37,8 +37,10 @@ def _config(folder: Path, cf_subset: Path, extra_reviews: list[str] = ()) -> Pat
         # as in conf/local.yaml: zero-shot output carries no signal yet; these tests are about the wiring
         "quality": {"content": {rule: "warn" for rule in ("constant_score", "score_concentration", "distinct_2",
                                                            "template_echo", "ungrounded_persona")}},
+        # 8-token summaries of 3 products: the weekly ReLSum recipe's title rule is tested elsewhere (test_best_of_n)
         "training": {"eval_examples": 2, "train": {"max_examples": 3, "batch_size": 1, "num_generations": 2,
-                                                     "max_completion_length": 8, "max_steps": 2}},
+                                                     "max_completion_length": 8, "max_steps": 2, "best_of_n": 4,
+                                                     "max_title_share": 1.0}},
     }
     path = folder / ("bad.yaml" if extra_reviews else "daily.yaml")
     path.write_text(yaml.safe_dump(cfg))
@@ -154,18 +156,30 @@ def test_planted_bad_batch_stops_at_the_bronze_gate_and_serving_stays(daily, cf_
     assert versions(folder)["serving.product_summaries"] == serving_before
 
 
-def test_weekly_training_dag_trains_evaluates_and_records_the_promotion_decision(daily):
+def test_weekly_training_dag_trains_validates_and_promotes_every_weekly_task(daily):
     folder, config, _ = daily
     p = precis(config, "run", "--dag", "precis_training", "--date", D1)
     assert "precis_training ds=2024-06-01: success" in p.stdout
-    assert "teacher labelled" in p.stdout and "held-out mean reward" in p.stdout
+    assert "labelled exp3rt rationale-sft" in p.stdout and "sumforu anchored-sft" in p.stdout
     from deltalake import DeltaTable
 
+    from jobs.train import WEEKLY
+
     runs = DeltaTable(str(folder / "lake" / "eval" / "training_runs")).to_pandas()
-    row = runs[runs.run_id.str.startswith("relsum/v0001-")].iloc[0]
-    assert row.method == "grpo" and row.eval_metric == "heldout_mean_reward"
-    assert row.eval_value <= 0 and row.baseline_value <= 0  # rewards are -|r - label|
-    assert row.promoted == (row.eval_value > row.baseline_value)
-    status = json.loads((folder / "lake" / "_artifacts" / "adapters" / "relsum" / "v0001" / "adapter.json").read_text())["status"]
-    assert status == ("ready" if row.promoted else "rejected")
-    assert ("promoted" if row.promoted else "rejected") in p.stdout
+    adapters = folder / "lake" / "_artifacts" / "adapters"
+    assert {w.task for w in WEEKLY} == {"relsum", "exp3rt", "sumforu"}
+    for w in WEEKLY:
+        task = w.recipe.adapter_task
+        row = runs[runs.run_id.str.startswith(f"{task}/v0001-")].iloc[0]
+        assert row.method == w.recipe.method and row.eval_metric == w.validation.metric, row
+        assert w.validation.metric in p.stdout
+        # the decision follows the metric's direction; a value the rows cannot measure is never promoted
+        value = float("nan") if row.eval_value is None else row.eval_value
+        baseline = float("nan") if row.baseline_value is None else row.baseline_value
+        assert row.promoted == w.validation.better(value, baseline, 0.0), row
+        status = json.loads((adapters / task / "v0001" / "adapter.json").read_text())["status"]
+        assert status == ("ready" if row.promoted else "rejected")
+    relsum = runs[runs.run_id.str.startswith("relsum/v0001-")].iloc[0]
+    assert relsum.eval_value <= 0 and relsum.baseline_value <= 0  # rewards are -|r - label|
+    exp3rt = runs[runs.run_id.str.startswith("exp3rt_rating/v0001-")].iloc[0]
+    assert 0 <= exp3rt.eval_value <= 4 and 0 <= exp3rt.baseline_value <= 4  # MAE of 1-5 ratings

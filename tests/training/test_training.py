@@ -192,6 +192,43 @@ def test_sumforu_anchored_sft_targets_suitability_from_the_actual_rating(train_l
     assert torch.equal(text, base) and not torch.equal(scored, base)
 
 
+def test_validation_rows_are_neither_trained_on_nor_evaluated(train_lake):
+    from jobs.train.datasets import load_tokenizer, relsum_rows
+    from jobs.train.pairs import training_pairs
+
+    lake, tok = train_lake, load_tokenizer(train_lake)
+    n, seed = lake.cfg.training.train.max_examples, lake.cfg.training.train.seed
+    trained = relsum_rows(lake, tok, n)
+    validation = relsum_rows(lake, tok, 50, part="validation")
+    heldout = relsum_rows(lake, tok, 50, part="heldout")
+    assert trained and validation and heldout
+    # validation pairs are of other products than the trained ones (their prompts hold title and description) ...
+    assert not {r["prompt"] for r in validation} & {r["prompt"] for r in trained}
+    # ... and of the ranker's training queries, never of its held-out (evaluation) queries
+    assert not {r["query"] for r in validation} & {r["query"] for r in heldout}
+    with pytest.raises(ValueError, match="part must be one of"):
+        relsum_rows(lake, tok, 1, part="test")
+
+    first = training_pairs(lake, n, seed).targets
+    after = training_pairs(lake, 2, seed, skip=n).targets
+    evaluated = set(lake.read_pandas("gold.rating_predictions").user_id)
+    assert len(after) == 2 and not set(after.user_id) & (set(first.user_id) | evaluated)
+    assert list(training_pairs(lake, n + 2, seed).targets.user_id) == [*first.user_id, *after.user_id]
+
+
+def test_promotion_follows_the_metric_direction_and_never_promotes_on_nan():
+    from jobs.train.validation import RATING_MAE, RELSUM_REWARD, SUITABILITY_SPEARMAN, Validation
+
+    assert RELSUM_REWARD.better(-0.3, -0.4, 0.0) and not RELSUM_REWARD.better(-0.4, -0.3, 0.0)
+    assert not RELSUM_REWARD.better(-0.35, -0.4, 0.1)  # not by more than the margin
+    assert RATING_MAE.better(0.3, 0.5, 0.0) and not RATING_MAE.better(0.5, 0.3, 0.0)
+    nan = float("nan")
+    assert not SUITABILITY_SPEARMAN.better(nan, 0.1, 0.0) and not SUITABILITY_SPEARMAN.better(nan, nan, 0.0)
+    assert SUITABILITY_SPEARMAN.better(0.2, nan, 0.0)  # a measurable candidate beats an unmeasurable current one
+    with pytest.raises(ValueError, match="validation_"):
+        Validation("heldout_mae", False, RATING_MAE.measure, "an evaluation metric is not a validation metric")
+
+
 def test_sumforu_score_examples_put_the_loss_on_the_score_where_the_daily_job_reads_it():
     from generator.backends import render_prompt
     from generator.tasks import sumforu
