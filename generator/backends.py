@@ -32,6 +32,15 @@ class SamplingParams:
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     seed: int = 0
+    # > 1 lowers the logits of tokens the output already holds (CTRL's penalty): a 135M model's
+    # greedy loops ("10-ounce, 10-ounce, ...") stop; 1.0 is off. The transformers backend applies it
+    # to the output only (prompt tokens ignored), so a summary may still reuse the reviews' words;
+    # vLLM's and OpenAI-compatible servers' `repetition_penalty` also count the prompt's tokens
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1.0 is off), got {self.repetition_penalty}")
 
 
 @dataclass(frozen=True)
@@ -220,6 +229,11 @@ class TransformersBackend:
         pad = self.tokenizer.pad_token_id
         for idx, lengths, batch in self._batches(prompts):
             kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=pad, eos_token_id=eos)
+            if params.repetition_penalty != 1.0:  # on the output only: a summary may reuse the prompt's words
+                from transformers import LogitsProcessorList, RepetitionPenaltyLogitsProcessor
+
+                kwargs["logits_processor"] = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(
+                    float(params.repetition_penalty), prompt_ignore_length=batch["input_ids"].shape[1])])
             if params.temperature > 0:
                 torch.manual_seed(params.seed)
                 kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
@@ -273,7 +287,8 @@ class VLLMBackend:
         from vllm import SamplingParams as VSP
 
         t0 = time.perf_counter()
-        sp = VSP(max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed)
+        sp = VSP(max_tokens=params.max_new_tokens, temperature=params.temperature, top_p=params.top_p, seed=params.seed,
+                 repetition_penalty=params.repetition_penalty)
         prefixed = bool(prompts) and prompts[0][-1]["role"] == "assistant"
         text_lora = None if self.adapter_scope == "score" else self._lora
         results = self.llm.chat(list(prompts), sp, lora_request=text_lora, use_tqdm=False,
@@ -347,7 +362,8 @@ class OpenAICompatBackend:
     adapter_version: str | None = None
     stats: BackendStats = field(default_factory=BackendStats)
 
-    def _post(self, messages: Messages, max_tokens: int, temperature: float, logprobs: bool = False) -> dict:
+    def _post(self, messages: Messages, max_tokens: int, temperature: float, logprobs: bool = False,
+              repetition_penalty: float = 1.0) -> dict:
         """One request through httpx, which follows redirects but drops `Authorization` on any
         redirect to another origin (host, port, or a downgrade from https). The key is sent over
         plain http only to a loopback host."""
@@ -358,6 +374,8 @@ class OpenAICompatBackend:
         body = {"model": self.model_id, "messages": list(messages), "max_tokens": max_tokens, "temperature": temperature}
         if logprobs:
             body.update(logprobs=True, top_logprobs=20)
+        if repetition_penalty != 1.0:  # not in OpenAI's schema; vLLM's and llama.cpp's servers read it
+            body["repetition_penalty"] = repetition_penalty
         url = self.base_url.rstrip("/") + "/chat/completions"
         headers = {}
         key = os.environ.get(self.api_key_env)
@@ -372,7 +390,8 @@ class OpenAICompatBackend:
     def generate(self, prompts: Sequence[Messages], params: SamplingParams) -> list[Generation]:
         out = []
         for messages in prompts:
-            data = self._post(messages, params.max_new_tokens, params.temperature)
+            data = self._post(messages, params.max_new_tokens, params.temperature,
+                              repetition_penalty=params.repetition_penalty)
             text = data["choices"][0]["message"]["content"] or ""
             usage = data.get("usage") or {}
             tokens = int(usage.get("completion_tokens", len(text.split())))

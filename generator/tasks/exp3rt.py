@@ -9,7 +9,7 @@ from typing import Any
 
 from generator.backends import SamplingParams
 from generator.safety import clean_input, delimit
-from generator.tasks.base import InvalidOutput, ScoreSpec, Task, clean_output, drop_label
+from generator.tasks.base import LOOP_PENALTY, InvalidOutput, ScoreSpec, Task, clean_output, drop_label
 from generator.tasks.history import RatingHistory
 
 SYSTEM = (
@@ -140,7 +140,8 @@ def preferences_task() -> Task:
 
 
 def profile_task() -> Task:
-    return Task("exp3rt_profile", SYSTEM, PROFILE_TEMPLATE, parse_profile, SamplingParams(max_new_tokens=80))
+    return Task("exp3rt_profile", SYSTEM, PROFILE_TEMPLATE, parse_profile,
+                SamplingParams(max_new_tokens=80, repetition_penalty=LOOP_PENALTY))
 
 
 def rationale_task() -> Task:

@@ -9,7 +9,7 @@ from typing import Any
 
 from generator.backends import SamplingParams
 from generator.safety import clean_input, delimit
-from generator.tasks.base import InvalidOutput, ScoreSpec, Task, clean_output, drop_label
+from generator.tasks.base import LOOP_PENALTY, InvalidOutput, ScoreSpec, Task, clean_output, drop_label
 from generator.tasks.history import RatingHistory
 
 SYSTEM = (
@@ -195,7 +195,8 @@ def persona_task() -> Task:
 
 
 def summary_task() -> Task:
-    return Task("sumforu_summary", SYSTEM, SUMMARY_TEMPLATE, parse_summary, SamplingParams(max_new_tokens=100),
+    return Task("sumforu_summary", SYSTEM, SUMMARY_TEMPLATE, parse_summary,
+                SamplingParams(max_new_tokens=100, repetition_penalty=LOOP_PENALTY),
                 reply_prefix="Summary:",  # begun for the model, which otherwise restates the persona block's label
                 score=ScoreSpec("Suitability (1-10):", tuple(str(i) for i in range(1, 11)), cut_at=r"\bsuitability\b",
                                 field="suitability", lead=SCORE_LEAD, prompt=SCORE_PROMPT,

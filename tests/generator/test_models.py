@@ -76,3 +76,25 @@ def test_relsum_generation_honours_each_inputs_token_cap(cache_dir):
     results = run_task(backend, relsum.task(), inputs, attempts=1)
     assert [r.completion_tokens <= x["max_tokens"] for r, x in zip(results, inputs)] == [True] * 3
     assert results[1].completion_tokens > 4  # the 32-token input was not cut at 4
+
+
+def test_repetition_penalty_breaks_a_greedy_loop_on_the_output_but_not_on_the_prompts_words(cache_dir):
+    """The real model, greedy, loops ("10 ounces of 10-ounce soap" on every line); the output-only
+    penalty stops it (distinct-2 rises), while the prompt's own words stay free to copy."""
+    import dataclasses
+
+    from generator.backends import SamplingParams, load_backend
+    from generator.metrics import distinct_n
+    from generator.tasks.base import LOOP_PENALTY
+
+    backend = load_backend("transformers", resolve(SMOLLM2, cache_dir), "smollm2", batch_size=2, threads=2)
+    loop = [{"role": "user", "content": "Write a product description of a 10-ounce soap bar."}]
+    echo = [{"role": "user", "content": "Copy this sentence exactly: The lavender balm smells calm and fresh."}]
+    off = SamplingParams(max_new_tokens=48)
+    on = dataclasses.replace(off, repetition_penalty=LOOP_PENALTY)  # the free-text tasks' setting
+    looping, copied = backend.generate([loop, echo], off)
+    penalised, copied_on = backend.generate([loop, echo], on)
+    assert distinct_n(looping.text) < 0.5 < distinct_n(penalised.text), (looping.text, penalised.text)
+    assert "lavender balm" in copied.text.lower() and "lavender balm" in copied_on.text.lower(), copied_on.text
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        SamplingParams(repetition_penalty=0)

@@ -154,6 +154,12 @@ def test_prompt_version_is_a_hash_of_the_template():
     assert len(a.prompt_version) == 12 and a.prompt_version == relsum.task().prompt_version
     changed = Task(a.name, a.system, a.template + " Be brief.", a.parse, a.params)
     assert changed.prompt_version != a.prompt_version
+    # a decoding setting that changes what is written changes the version; the token cap does not
+    import dataclasses
+
+    penalised = dataclasses.replace(a, params=dataclasses.replace(a.params, repetition_penalty=1.1))
+    longer = dataclasses.replace(a, params=dataclasses.replace(a.params, max_new_tokens=99))
+    assert penalised.prompt_version != a.prompt_version == longer.prompt_version
     assert input_hash({"a": 1, "b": "x"}) == input_hash({"b": "x", "a": 1}) != input_hash({"a": 2, "b": "x"})
 
 
