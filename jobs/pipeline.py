@@ -18,9 +18,13 @@ from __future__ import annotations
 import glob
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from jobs.lake import Lake
 from precis.errors import IngestError, NoRanker  # noqa: F401 (NoRanker: the steps of NEEDS_RANKER raise it; the DAG skips them)
+
+if TYPE_CHECKING:
+    from jobs.train import WeeklyTraining
 
 log = logging.getLogger(__name__)
 
@@ -129,8 +133,8 @@ def _weekly_steps() -> dict[str, Step]:
     for chain in WEEKLY:
         train, evaluate, promote = chain.steps
         steps[train] = _train(chain.task, chain.recipe.method)
-        steps[evaluate] = _evaluate(chain.task)
-        steps[promote] = _promote(chain.task)
+        steps[evaluate] = _evaluate(chain)
+        steps[promote] = _promote(chain)
     return steps
 
 
@@ -144,23 +148,23 @@ def _train(task: str, method: str) -> Step:
     return run
 
 
-def _evaluate(task: str) -> Step:
+def _evaluate(chain: WeeklyTraining) -> Step:
     def run(lake: Lake, ds: str) -> str:
-        from jobs.train import evaluate_candidate, weekly
+        from jobs.train import evaluate_candidate
 
-        return evaluate_candidate(lake, weekly(task), ds)
+        return evaluate_candidate(lake, chain, ds)
 
-    run.__doc__ = f"Weekly: measure the {task} candidate and the current adapter on validation rows."
+    run.__doc__ = f"Weekly: measure the {chain.task} candidate and the current adapter on validation rows."
     return run
 
 
-def _promote(task: str) -> Step:
+def _promote(chain: WeeklyTraining) -> Step:
     def run(lake: Lake, ds: str) -> str:
-        from jobs.train import promote, weekly
+        from jobs.train import promote
 
-        return promote(lake, weekly(task), ds)
+        return promote(lake, chain, ds)
 
-    run.__doc__ = f"Weekly: promote the {task} candidate if it beats the current adapter."
+    run.__doc__ = f"Weekly: promote the {chain.task} candidate if it beats the current adapter."
     return run
 
 

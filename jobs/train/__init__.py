@@ -24,13 +24,13 @@ import numpy as np
 from generator.models import hub_id
 from jobs.lake import Lake
 from jobs.train.datasets import base_model, snapshot
-from jobs.train.promotion import WEEKLY, WeeklyTraining, evaluate_candidate, promote, record_run, weekly
+from jobs.train.promotion import WEEKLY, WeeklyTraining, evaluate_candidate, promote, record_run
 from jobs.train.recipes import METHODS, RECIPES, TASKS, RecipeRun, adapter_task, recipe
 
 log = logging.getLogger(__name__)
 
 __all__ = ["METHODS", "RECIPES", "TASKS", "WEEKLY", "TrainReport", "WeeklyTraining", "adapter_task",
-           "evaluate_candidate", "label", "promote", "recipe", "train_task", "weekly"]
+           "evaluate_candidate", "label", "promote", "recipe", "train_task"]
 
 
 @dataclass

@@ -50,13 +50,6 @@ WEEKLY: tuple[WeeklyTraining, ...] = (
 )
 
 
-def weekly(task: str) -> WeeklyTraining:
-    found = [w for w in WEEKLY if w.task == task]
-    if not found:
-        raise ValueError(f"the weekly DAG does not train '{task}'; it trains {', '.join(w.task for w in WEEKLY)}")
-    return found[0]
-
-
 def record_run(lake: Lake, row: dict[str, Any]) -> None:
     from jobs.lake.lake import spark_schema
 

@@ -17,7 +17,6 @@ Spearman over constant ratings); promotion never promotes on NaN.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,8 +27,6 @@ import numpy as np
 
 from jobs.lake import Lake
 from precis.errors import MissingPrerequisite
-
-log = logging.getLogger(__name__)
 
 Measure = Callable[[Lake, Sequence[Path | None]], tuple[list[float], int]]
 
