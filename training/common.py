@@ -20,6 +20,8 @@ class RunLog:
 
     steps: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    stopped_early: bool = False  # training.train.max_seconds ran out before max_steps
+    resumed_from: str | None = None  # the checkpoint this run continued
 
     def series(self, key: str) -> list[tuple[int, float]]:
         return [(int(s["step"]), float(s[key])) for s in self.steps if key in s]
@@ -79,7 +81,8 @@ def trl_args(cfg: TrainingConfig, out: Path) -> dict[str, Any]:
         "seed": t.seed,
         "logging_steps": t.logging_steps,
         "report_to": report_to(cfg),
-        "save_strategy": "no",
+        "save_strategy": "steps" if t.checkpoint_steps else "no",
+        **({"save_steps": t.checkpoint_steps} if t.checkpoint_steps else {}),
         "use_cpu": cpu,
         "bf16": use_bf16(cfg),
         "gradient_checkpointing": t.gradient_checkpointing,
@@ -115,10 +118,26 @@ def load_policy(base_model: str, parent_adapter: str | Path | None, cfg: Trainin
     return model, tokenizer, lora_config(cfg)
 
 
-def step_logger(run: RunLog):
+def step_logger(run: RunLog, max_seconds: float | None = None):
+    """Records trl's log lines into `run`; with `max_seconds`, stops training once that much wall
+    time has passed since the first step began, saving a checkpoint so a re-run can resume."""
     from transformers import TrainerCallback
 
     class _Log(TrainerCallback):
+        started: float | None = None
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if self.started is None:
+                self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if max_seconds is not None and self.started is not None and time.perf_counter() - self.started > max_seconds:
+                log.info("time budget of %.0f s reached at step %d of %d: checkpointing and stopping", max_seconds,
+                         state.global_step, state.max_steps)
+                run.stopped_early = True
+                control.should_save = True
+                control.should_training_stop = True
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "train_runtime" not in logs:
                 run.steps.append({"step": state.global_step, **{k: float(v) for k, v in logs.items()
@@ -127,10 +146,23 @@ def step_logger(run: RunLog):
     return _Log()
 
 
+def last_checkpoint(out: Path) -> str | None:
+    """The newest trainer checkpoint under a run folder, if a previous run left one."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = out / "trainer"
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
 def train(trainer, run: RunLog, out: Path, tokenizer) -> RunLog:
-    """Run a trl trainer and save the adapter (and tokenizer) into `out`."""
+    """Run a trl trainer, resuming from the newest checkpoint under `out` when there is one, and
+    save the adapter (and tokenizer) into `out`."""
     started = time.perf_counter()
-    trainer.train()
+    resume = last_checkpoint(out)
+    if resume:
+        log.info("resuming from %s", resume)
+        run.resumed_from = resume
+    trainer.train(resume_from_checkpoint=resume)
     run.seconds = time.perf_counter() - started
     trainer.model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -87,6 +87,23 @@ class TrainSettings(_Strict):
         description="bf16 autocast. Default: on a GPU, and on a CPU with native bf16 instructions (AVX512-BF16 or "
                     "AMX), where it halves a step's forward and backward time (benchmarks/train_step.py).",
     )
+    checkpoint_steps: int | None = Field(
+        default=None, ge=1,
+        description="Save a resumable checkpoint (adapter, optimiser, scheduler, RNG) every N steps under the run "
+                    "folder; a re-run into the same folder resumes from the newest one. None: no checkpoints.",
+    )
+    max_seconds: float | None = Field(
+        default=None, gt=0,
+        description="Stop after this much wall time, saving a checkpoint first, so that a run longer than one "
+                    "command's limit (a lent GPU's 10 minutes) continues in the next. Needs checkpoint_steps.",
+    )
+
+    @model_validator(mode="after")
+    def _deadline_needs_checkpoints(self) -> TrainSettings:
+        if self.max_seconds is not None and self.checkpoint_steps is None:
+            raise ValueError("training.train.max_seconds stops a run part-way; set training.train.checkpoint_steps "
+                             "too, or the stopped run could not be resumed")
+        return self
 
 
 class TrainingConfig(_Strict):

@@ -44,5 +44,5 @@ def run_dpo(base_model: str, rows: list[dict[str, Any]], reward, cfg: TrainingCo
     run = RunLog()
     data = Dataset.from_list([{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs])
     trainer = DPOTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer, peft_config=peft_config,
-                         callbacks=[step_logger(run)])
+                         callbacks=[step_logger(run, cfg.train.max_seconds)])
     return train(trainer, run, out, tokenizer), len(pairs)

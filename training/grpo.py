@@ -35,5 +35,5 @@ def run_grpo(base_model: str, rows: list[dict[str, Any]], reward, cfg: TrainingC
     )
     run = RunLog()
     trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
-                          processing_class=tokenizer, peft_config=peft_config, callbacks=[step_logger(run)])
+                          processing_class=tokenizer, peft_config=peft_config, callbacks=[step_logger(run, cfg.train.max_seconds)])
     return train(trainer, run, out, tokenizer)

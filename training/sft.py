@@ -22,5 +22,5 @@ def run_sft(base_model: str, examples: list[dict[str, str]], cfg: TrainingConfig
                      completion_only_loss=True, max_length=1024, packing=False, dataset_text_field=None)
     run = RunLog()
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples), processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[step_logger(run)])
+                         peft_config=peft_config, callbacks=[step_logger(run, cfg.train.max_seconds)])
     return train(trainer, run, out, tokenizer)

@@ -493,3 +493,26 @@ def test_report_to_a_missing_tracker_fails_before_loading_the_model():
         assert report_to(cfg) == ["mlflow"]
     cfg.train.report_to = "none"
     assert report_to(cfg) == []
+
+
+def test_a_run_stopped_by_its_time_budget_checkpoints_and_the_next_one_resumes(tmp_path):
+    """What lets a GPU run continue across 10-minute commands (training.gpu_run): max_seconds stops
+    with a checkpoint, and the same run folder resumes from it instead of starting over."""
+    from generator.models import SMOLLM2, resolve
+    from jobs.config import load_config
+    from training.common import last_checkpoint
+    from training.config import TrainingConfig
+    from training.sft import run_sft
+
+    cfg = TrainingConfig()
+    cfg.train.max_steps, cfg.train.batch_size, cfg.train.checkpoint_steps = 3, 2, 2
+    cfg.train.max_seconds = 0.001  # spent within the first step
+    base = resolve(SMOLLM2, load_config(None, environ={}).cache_dir)
+    examples = [{"prompt": f"Name colour {i}:", "completion": f" colour {i} is blue.<|im_end|>"} for i in range(4)]
+    first = run_sft(str(base), examples, cfg, tmp_path / "run")
+    assert first.stopped_early and [s for s, _ in first.series("loss")] == [1]
+    assert last_checkpoint(tmp_path / "run").endswith("checkpoint-1")  # saved on stopping, not only every 2 steps
+    cfg.train.max_seconds = None
+    second = run_sft(str(base), examples, cfg, tmp_path / "run")
+    assert second.resumed_from.endswith("checkpoint-1") and not second.stopped_early
+    assert [s for s, _ in second.series("loss")] == [2, 3]
