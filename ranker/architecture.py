@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -46,6 +47,25 @@ class Head:
     def score(self, cosine: np.ndarray) -> np.ndarray:
         """r in [0, 1] from cosine similarities (bi-encoder only)."""
         return (1.0 / (1.0 + np.exp(-(self.scale * cosine + self.bias)))).astype(np.float32)
+
+    def pair_scores(self, queries: Sequence[str], texts: Sequence[str],
+                    embed: Callable[[list[str]], np.ndarray],
+                    read_pairs: Callable[[list[tuple[str, str]]], np.ndarray]) -> np.ndarray:
+        """r(q, t) in [0, 1] for each pair, whatever runs the model (ONNX, PyTorch): a bi-encoder
+        `embed`s each distinct query and text once, however many pairs it is in, and this head
+        scores their cosines; a cross-encoder's `read_pairs` returns the scores itself."""
+        if len(queries) != len(texts):
+            raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
+        if not queries:
+            return np.zeros(0, dtype=np.float32)
+        if self.architecture == BI:
+            distinct = sorted(set(map(str, queries)) | set(map(str, texts)))
+            at = {t: i for i, t in enumerate(distinct)}
+            emb = embed(distinct)
+            q = emb[[at[str(x)] for x in queries]]
+            t = emb[[at[str(x)] for x in texts]]
+            return self.score((q * t).sum(-1))
+        return read_pairs(list(zip(map(str, queries), map(str, texts)))).reshape(-1)
 
     def save(self, folder: Path) -> None:
         (Path(folder) / HEAD_FILE).write_text(json.dumps(asdict(self), indent=2))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ranker.architecture import BI, Head
+from ranker.architecture import Head
 from precis.errors import NoRanker
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -69,18 +69,9 @@ class OnnxScorer:
         return self.session.get_providers()[0]
 
     def score(self, queries: Sequence[str], texts: Sequence[str]) -> np.ndarray:
-        if len(queries) != len(texts):
-            raise ValueError(f"{len(queries)} queries but {len(texts)} texts")
-        if not queries:
-            return np.zeros(0, dtype=np.float32)
-        if self.head.architecture == BI:
-            distinct = sorted(set(map(str, queries)) | set(map(str, texts)))
-            at = {t: i for i, t in enumerate(distinct)}
-            emb = self._run(self.tokenizer.encode_batch(distinct))
-            q = emb[[at[str(x)] for x in queries]]
-            t = emb[[at[str(x)] for x in texts]]
-            return self.head.score((q * t).sum(-1))
-        return self._run(self.tokenizer.encode_batch(list(zip(map(str, queries), map(str, texts))))).reshape(-1)
+        encode = self.tokenizer.encode_batch
+        return self.head.pair_scores(queries, texts, lambda distinct: self._run(encode(distinct)),
+                                     lambda pairs: self._run(encode(pairs)))
 
     def _run(self, encs) -> np.ndarray:
         """The graph's output for each encoding, in input order: one score (cross-encoder) or one
