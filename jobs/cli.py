@@ -163,6 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, default=None, help="stop after N optimisation steps")
     train.add_argument("--if-missing", action="store_true", help="do nothing when a ranker of this kind exists")
 
+    gpu = sub.add_parser(
+        "gpu", parents=[common], help="the GPU runbook: pack what a lent GPU machine needs, import what its run brought back",
+        description="A lent GPU machine has no Spark, Delta, trl or registry and takes 64 MiB per call: `pack` writes the "
+        "model, ranker, wheels and data into parcels carried one per call, `python3 -m training.gpu_run` runs there "
+        "(README, GPU runbook), and `import` registers the adapter and merges the summaries into gold.product_summaries.")
+    gsub = gpu.add_subparsers(dest="gpu_command", required=True, metavar="ACTION")
+    gp = gsub.add_parser("pack", parents=[common], help="write the GPU pack (parcels under a size budget, sha256 manifest)")
+    gp.add_argument("--out", type=Path, default=Path(".gpupack"),
+                    help="pack folder, replaced (default .gpupack, ignored by git: carry its parcels one per call)")
+    gp.add_argument("--parcel-mib", type=float, default=48.5,
+                    help="size of one parcel (default 48.5: with the working tree's 14 MiB, under a call's 64 MiB)")
+    gp.add_argument("--max-train", type=int, default=2048, help="ReLSum training prompts carried (default 2048)")
+    gp.add_argument("--no-wheels", action="store_true", help="carry no wheels (for a device that has trl and gguf)")
+    gp.add_argument("--probe-tokens", type=int, default=48,
+                    help="tokens per completion of the CPU throughput probe the device figure is compared with (0: skip)")
+    gi = gsub.add_parser("import", parents=[common], help="register the run's adapter and merge its summaries into the lake")
+    gi.add_argument("folder", type=Path, metavar="DIR", help="the folder the run wrote ($OUT, as fetched here)")
+    gi.add_argument("--date", type=_valid_date, default=None, help="run date ds recorded on the rows (default: today)")
+
     from jobs.pipeline import DAILY_STEPS, WEEKLY_STEPS
 
     job = sub.add_parser("job", parents=[common], help="run one step of the daily or the weekly DAG")
@@ -510,6 +529,29 @@ def cmd_lookup(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_gpu(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from jobs import gpu
+    from jobs.lake import Lake
+
+    lake = Lake(cfg)
+    if args.gpu_command == "pack":
+        packed = gpu.pack(lake, args.out, args.parcel_mib, args.max_train, wheels=not args.no_wheels,
+                          probe_tokens=args.probe_tokens)
+        print(f"gpu pack: {packed}")
+        print("carry one parcel per device call, in order, each within 30 s of the last (README, GPU runbook):")
+        for parcel in packed.parcels[:-1]:
+            print(f"  carry {parcel}   command: python3 -m training.gpu_pack verify {parcel}")
+        run = f"PYTHONUNBUFFERED=1 python3 -m training.gpu_run {args.out} --out $OUT --budget-s 500"
+        print(f"  carry {packed.parcels[-1]}   command: {run} --skip summaries")
+        print(f"  carry nothing   command: {run} --skip throughput   (GRPO resumes, then the summaries)")
+        print("then, with the files it brought back: precis gpu import DIR")
+        return 0
+    imported = gpu.import_results(lake, args.folder, args.date or _today())
+    print(imported.text())
+    print("next: precis job evaluate_ranking (the summary variants, held-out queries)")
+    return 0
+
+
 COMMANDS = {
     "models": cmd_models,
     "ingest": cmd_ingest,
@@ -523,6 +565,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "rerank": cmd_rerank,
     "lookup": cmd_lookup,
+    "gpu": cmd_gpu,
 }
 
 

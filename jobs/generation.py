@@ -130,6 +130,15 @@ def _generate_partition(job: GenerationJob, settings: BackendSettings, max_attem
     return run
 
 
+def input_hash_column(inputs: tuple[str, ...]):
+    """A row's `input_hash`: the first 32 hex of sha256 over the JSON of its input columns (sorted
+    by name). Rows made elsewhere (a GPU run, `jobs.gpu`) are hashed with this same expression, so
+    the generation job sees them as made from these inputs."""
+    from pyspark.sql import functions as F
+
+    return F.substring(F.sha2(F.to_json(F.struct(*[F.col(c) for c in sorted(inputs)])), 256), 1, 32)
+
+
 def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: BackendSettings,
                    chunk_size: int, max_attempts: int) -> GenerationReport:
     from pyspark.sql import functions as F
@@ -143,9 +152,7 @@ def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: Ba
     report = GenerationReport(job.name)
     lake.ensure(job.table)
     lake.ensure(SILVER_GENERATION_FAILURES)
-    inputs = inputs.withColumn(
-        "input_hash", F.substring(F.sha2(F.to_json(F.struct(*[F.col(c) for c in sorted(job.inputs)])), 256), 1, 32)
-    ).cache()
+    inputs = inputs.withColumn("input_hash", input_hash_column(job.inputs)).cache()
     try:
         report.total = inputs.count()
         done = lake.read(job.table)
