@@ -40,6 +40,7 @@ _REVIEW_MARKER = re.compile(r"\(\s*\d(?:\.\d)?\s*/\s*5\s*\)")  # how the prompt 
 # shopper: it does not count as supported.
 COPY_THRESHOLD = 0.95
 _SENTENCE = re.compile(r"[^.!?]+[.!?]")
+_FRACTION = re.compile(r"\b\d{1,2}\s*/\s*(?:5|10)\b")  # "5/10", "4 / 5": generator.metrics.GENERIC_ECHO's score echo
 
 
 REVIEW_CHARS = 400  # each review in a prompt is cut to this many characters
@@ -179,7 +180,9 @@ def parse_summary(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
         raise InvalidOutput(f"suitability {score} is outside 1-10")
     body = (out[: last.start()] + " " + out[last.end() :]).strip()
     body = drop_label(body, "summary")
-    sentences = [s.strip() for s in _SENTENCE.findall(body) if len(s.split()) >= 3]
+    # a sentence stating a score ("I'd give it 5/10.", a review's "(4/5)") is neither summary nor
+    # the suitability, which the score column holds: 4 of 18 persona summaries of the demo had one
+    sentences = [s.strip() for s in _SENTENCE.findall(body) if len(s.split()) >= 3 and not _FRACTION.search(s)]
     if not sentences:
         raise InvalidOutput("no summary sentence before the score")
     return {"summary": " ".join(sentences[:3]), "suitability": score}
@@ -201,4 +204,5 @@ def summary_task() -> Task:
                 score=ScoreSpec("Suitability (1-10):", tuple(str(i) for i in range(1, 11)), cut_at=r"\bsuitability\b",
                                 field="suitability", lead=SCORE_LEAD, prompt=SCORE_PROMPT,
                                 text_label="Summary of the product's reviews"),
-                rules_version="3")  # 2: the score's lead line is not part of the summary; 3: nor markup after "Summary:"
+                rules_version="4")  # 2: the score's lead line is not part of the summary; 3: nor markup after
+    # "Summary:"; 4: nor a sentence that states a score ("5/10")

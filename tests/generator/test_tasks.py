@@ -267,3 +267,16 @@ def test_a_reply_prefix_and_its_stripped_continuation_join_as_the_sft_targets_wr
     persona = sumforu.persona_task()
     assert sumforu.parse_persona(persona.answer("buys unscented skin care and dislikes strong perfume."), {}) == {
         "persona": "This shopper buys unscented skin care and dislikes strong perfume."}
+
+
+def test_a_summary_sentence_that_states_a_score_is_dropped_and_the_gate_would_not_see_it():
+    """Seen in the demo's gold.persona_summaries: "Overall I'd rate it 5/10." inside the summary text,
+    which the template-echo rule (a score fraction) flags; the score has its own column."""
+    from generator.metrics import GENERIC_ECHO, echoes
+
+    text = "Summary: A gentle cleanser for dry skin. Overall I'd rate it 5/10. Buyers say it lasts. Suitability (1-10): 6"
+    out = sumforu.parse_summary(text, {})
+    assert out == {"summary": "A gentle cleanser for dry skin. Buyers say it lasts.", "suitability": 6}
+    assert not echoes(out["summary"], GENERIC_ECHO)
+    with pytest.raises(InvalidOutput, match="no summary sentence"):
+        sumforu.parse_summary("Summary: It scores 7 / 10 for you. Suitability (1-10): 7", {})
