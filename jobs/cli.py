@@ -163,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--max-steps", type=int, default=None, help="stop after N optimisation steps")
     train.add_argument("--if-missing", action="store_true", help="do nothing when a ranker of this kind exists")
 
+    sv = sub.add_parser(
+        "serve", parents=[common], help="the HTTP service online rankers call: lookup and rerank on the published summaries",
+        description="Loads the published serving version once (serving.product_summaries and the product titles) and "
+        "answers GET /health, GET /version, POST /lookup {product_ids} and POST /rerank {query, product_ids} (FastAPI on "
+        "uvicorn). A newly published version is picked up without a restart, and one answer never mixes versions.")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    sv.add_argument("--poll-seconds", type=float, default=10.0,
+                    help="how often to look for a newly published version (default 10)")
+
     gpu = sub.add_parser(
         "gpu", parents=[common], help="the GPU runbook: pack what a lent GPU machine needs, import what its run brought back",
         description="A lent GPU machine has no Spark, Delta, trl or registry and takes 64 MiB per call: `pack` writes the "
@@ -529,6 +539,21 @@ def cmd_lookup(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     return status
 
 
+def cmd_serve(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from jobs.lake import Lake
+    from jobs.ranking import ranker_folder
+    from jobs.serve import serve
+    from ranker.scorer import OnnxScorer
+
+    if args.poll_seconds <= 0:
+        raise UsageError("--poll-seconds must be positive")
+    lake = Lake(cfg)
+    s = cfg.ranker.scorer
+    scorer = OnnxScorer(ranker_folder(lake), s.model_file, s.batch_size, s.max_length, s.threads, s.provider)
+    serve(lake, scorer, args.host, args.port, args.poll_seconds)
+    return 0
+
+
 def cmd_gpu(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     from jobs import gpu
     from jobs.lake import Lake
@@ -566,6 +591,7 @@ COMMANDS = {
     "rerank": cmd_rerank,
     "lookup": cmd_lookup,
     "gpu": cmd_gpu,
+    "serve": cmd_serve,
 }
 
 

@@ -37,7 +37,7 @@ class Ranked:
 class Reranker:
     def __init__(self, scorer: OnnxScorer, products: Mapping[str, ProductView]):
         self.scorer = scorer
-        self.products = dict(products)
+        self.products = products  # read only; not copied (the service's snapshot holds the whole catalogue)
 
     def rerank(self, query: str, product_ids: Sequence[str]) -> list[Ranked]:
         unknown = [p for p in product_ids if p not in self.products]
