@@ -156,9 +156,9 @@ def _parent(lake: Lake, staging: Path) -> dict[str, str] | None:
     return {"tag": registry.tag(folder), "path": str(folder)}
 
 
-def _data(lake: Lake, staging: Path, max_train: int, parity_pairs: int) -> dict[str, Any]:
+def _data(lake: Lake, staging: Path, max_train: int, parity_pairs: int) -> tuple[dict[str, Any], Any]:
+    """(what the manifest records about the data, the held-out products as a DataFrame)."""
     import numpy as np
-    import pandas as pd
 
     from jobs.ranking import judged_pairs, ranker_folder
     from jobs.train.datasets import load_tokenizer, relsum_rows, snapshot
@@ -194,7 +194,7 @@ def _data(lake: Lake, staging: Path, max_train: int, parity_pairs: int) -> dict[
             "heldout_products": len(products), "heldout_pairs": len(pairs), "parity_pairs": len(sample),
             "parity_scorer": s.model_file,
             "snapshot": json.loads(snapshot(lake, T.SILVER_RELSUM_PAIRS.qualified_name, "bronze.judgments", "bronze.products")),
-            "_products": pd.DataFrame(products)}
+            }, products
 
 
 def _cpu_throughput(lake: Lake, products, tokens: int, batch: int = 8) -> dict[str, Any]:
@@ -231,8 +231,7 @@ def pack(lake: Lake, out: Path, parcel_mib: float = 48.5, max_train: int = 2048,
         staging = Path(tmp)
         gguf, weights = _gguf(lake, staging)
         _, ranker = _ranker(lake, staging)
-        data = _data(lake, staging, max_train, parity_pairs)
-        products = data.pop("_products")
+        data, products = _data(lake, staging, max_train, parity_pairs)
         parent = _parent(lake, staging)
         carried = device_wheels(cfg.cache_dir / "gpu-wheels") if wheels else []
         for w in carried:
