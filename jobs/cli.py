@@ -566,9 +566,9 @@ def cmd_gpu(cfg: PrecisConfig, args: argparse.Namespace) -> int:
         print("carry one parcel per device call, in order, each within 30 s of the last (README, GPU runbook):")
         for parcel in packed.parcels[:-1]:
             print(f"  carry {parcel}   command: python3 -m training.gpu_pack verify {parcel}")
-        run = f"PYTHONUNBUFFERED=1 python3 -m training.gpu_run {args.out} --out $OUT --budget-s 500"
-        print(f"  carry {packed.parcels[-1]}   command: {run} --skip summaries")
-        print(f"  carry nothing   command: {run} --skip throughput   (GRPO resumes, then the summaries)")
+        run = f"PYTHONUNBUFFERED=1 python3 -m training.gpu_run {args.out} --out $OUT"
+        print(f"  carry {packed.parcels[-1]}   command: {run} --budget-s 420 --skip summaries")
+        print(f"  carry nothing   command: {run} --budget-s 360 --skip throughput   (GRPO resumes, then the summaries)")
         print("then, with the files it brought back: precis gpu import DIR")
         return 0
     imported = gpu.import_results(lake, args.folder, args.date or _today())
