@@ -19,6 +19,7 @@ class, never by the text of the message. This module imports nothing, so every l
     ├── QualityGateFailed      a quality gate failed; the message lists the expectations
     ├── PublishRefused         publishing would serve data that did not pass its gate
     ├── QueryRefused           `precis sql` was asked to do something other than read
+    ├── PackError              a GPU pack's parcel missing or damaged (re-send the parcel named)
     └── UsageError             command-line arguments that cannot go together
 
 `MissingPrerequisite` is also a `FileNotFoundError`, `ConfigError`, `Rejected` and
@@ -90,6 +91,11 @@ class PublishRefused(PrecisError):
 
 class QueryRefused(PrecisError):
     """`precis sql` is read-only; the message names the refused statement."""
+
+
+class PackError(PrecisError):
+    """A GPU pack's parcel is missing or a file does not match its sha256 (`training.gpu_pack`);
+    the message names the parcel to carry again."""
 
 
 class UsageError(PrecisError, ValueError):

@@ -14,7 +14,8 @@ parcels, `parcel-1/`, `parcel-2/`, ..., each under a size budget, carried one pe
 `verify` checks one parcel on arrival (a transfer-only call's whole command); `assemble` checks
 that every parcel arrived intact, joins the pieces into `<pack>/work/` and checks each file's
 sha256 (files already assembled and intact are left alone, so a second run call costs nothing).
-Standard library only: this runs on the device before anything is installed there.
+Standard library (and `precis.errors`, which imports nothing) only: this runs on the device before
+anything is installed there.
 
     python3 -m training.gpu_pack verify .gpupack/parcel-1
 """
@@ -29,14 +30,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from precis.errors import PackError
+
 MANIFEST = "manifest.json"
 PARCEL = "parcel.json"
 WORK = "work"
 MiB = 1 << 20
-
-
-class PackError(RuntimeError):
-    """A parcel is missing or a file does not match its sha256: re-send the parcel named."""
 
 
 def sha256(path: Path) -> str:

@@ -79,22 +79,30 @@ def test_relsum_generation_honours_each_inputs_token_cap(cache_dir):
 
 
 def test_repetition_penalty_breaks_a_greedy_loop_on_the_output_but_not_on_the_prompts_words(cache_dir):
-    """The real model, greedy, loops ("10 ounces of 10-ounce soap" on every line); the output-only
-    penalty stops it (distinct-2 rises), while the prompt's own words stay free to copy."""
+    """The real model, greedy, repeats itself on short product prompts ("a range of luxurious and
+    indulgent products ... a range of products"); the output-only penalty stops it (distinct-2 of
+    five such outputs, mean 0.69 -> 0.97 in bf16, 0.75 -> 0.99 in fp32 with transformers 5.25; one
+    prompt alone loops or not depending on the version and dtype), while the prompt's own words stay
+    free to copy."""
     import dataclasses
 
     from generator.backends import SamplingParams, load_backend
     from generator.metrics import distinct_n
     from generator.tasks.base import LOOP_PENALTY
 
-    backend = load_backend("transformers", resolve(SMOLLM2, cache_dir), "smollm2", batch_size=2, threads=2)
-    loop = [{"role": "user", "content": "Write a product description of a 10-ounce soap bar."}]
+    backend = load_backend("transformers", resolve(SMOLLM2, cache_dir), "smollm2", batch_size=6, threads=2)
+    products = ["Write a product description of a 10-ounce soap bar.", "Describe a 16-ounce shampoo bottle.",
+                "Write a product description of a 12-pack of 8-ounce water bottles.",
+                "Describe a 3-pack of 4-ounce lip balms.", "List the features of a 10-inch 10-speed blender."]
+    prompts = [[{"role": "user", "content": p}] for p in products]
     echo = [{"role": "user", "content": "Copy this sentence exactly: The lavender balm smells calm and fresh."}]
     off = SamplingParams(max_new_tokens=48)
     on = dataclasses.replace(off, repetition_penalty=LOOP_PENALTY)  # the free-text tasks' setting
-    looping, copied = backend.generate([loop, echo], off)
-    penalised, copied_on = backend.generate([loop, echo], on)
-    assert distinct_n(looping.text) < 0.5 < distinct_n(penalised.text), (looping.text, penalised.text)
+    *plain, copied = backend.generate([*prompts, echo], off)
+    *penalised, copied_on = backend.generate([*prompts, echo], on)
+    before = sum(distinct_n(g.text) for g in plain) / len(plain)
+    after = sum(distinct_n(g.text) for g in penalised) / len(penalised)
+    assert before < 0.8 and after > 0.9 and after - before > 0.15, ([g.text for g in plain], before, after)
     assert "lavender balm" in copied.text.lower() and "lavender balm" in copied_on.text.lower(), copied_on.text
     with pytest.raises(ValueError, match="repetition_penalty"):
         SamplingParams(repetition_penalty=0)
