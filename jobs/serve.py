@@ -73,13 +73,14 @@ def load_snapshot(lake: Lake) -> Snapshot:
         for r in lake.read_arrow(SERVING_PRODUCT_SUMMARIES, cols, dt=serving).to_pylist():
             summaries[r["product_id"]] = r
             published = r["published_ds"]
+    serving_version = serving.version() if serving is not None else None
     views = {}
     for r in titles:
         s = summaries.get(r["product_id"])
-        source = (f"serving.product_summaries v{serving.version()} (published {s['published_ds']}; "
+        source = (f"serving.product_summaries v{serving_version} (published {s['published_ds']}; "
                   f"{s['model_id']}/{s['adapter_version']}/{s['prompt_version']})") if s else None
         views[r["product_id"]] = ProductView(r["product_id"], r["title"] or "", s and s["summary"], source)
-    return Snapshot(serving.version() if serving is not None else None, products.version() if products else None,
+    return Snapshot(serving_version, products.version() if products else None,
                     published, datetime.now(timezone.utc).isoformat(timespec="seconds"), views)
 
 

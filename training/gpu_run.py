@@ -142,12 +142,18 @@ def dequantize(gguf: Path, hf: Path, out: Path) -> Path:
     return out
 
 
-def model_parity(model_dir: Path, want: dict[str, list[float]]) -> dict[str, Any]:
-    """The dequantised weights against the CPU cache's fingerprint (per tensor sum and sum of squares)."""
+def weights_fingerprint(path: Path) -> dict[str, list[float]]:
+    """Per tensor of a safetensors file, (sum, sum of squares) in float64: cheap to carry, and
+    enough to tell whether two machines load the very same weights."""
     from safetensors.torch import load_file
 
-    got = {name: [float(t.double().sum()), float(t.double().square().sum())]
-           for name, t in load_file(str(model_dir / "model.safetensors")).items()}
+    return {name: [float(t.double().sum()), float(t.double().square().sum())]
+            for name, t in sorted(load_file(str(path)).items())}
+
+
+def model_parity(model_dir: Path, want: dict[str, list[float]]) -> dict[str, Any]:
+    """The dequantised weights against the CPU cache's fingerprint (`jobs.gpu.pack` records it)."""
+    got = weights_fingerprint(model_dir / "model.safetensors")
     common = sorted(set(got) & set(want))
     worst = max((abs(got[n][i] - want[n][i]) / max(1e-12, abs(want[n][i])) for n in common for i in (0, 1)), default=None)
     return {"tensors": len(common), "missing": sorted(set(want) - set(got))[:5], "max_rel_diff": worst}
