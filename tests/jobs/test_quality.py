@@ -110,7 +110,7 @@ def test_spark_engine_gives_the_same_outcomes(tmp_path, spark, cf_subset):
 
 # ---------------------------------------------------------------- content rules, on planted batches
 DAY = "2024-06-01"
-# conf/local.yaml reports the content rules as warnings for the zero-shot demo; these tests check
+# conf/local.yaml has every content rule at `fail`, the small generated lake relaxes distinct_2; these tests check
 # the rules at their default severity, `fail`.
 STRICT = {f"quality__content__{rule}": "fail"
           for rule in ("constant_score", "score_concentration", "distinct_2", "template_echo", "ungrounded_persona",
