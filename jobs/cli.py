@@ -504,7 +504,7 @@ def _reranker(cfg: PrecisConfig, product_ids: list[str]):
     lake = Lake(cfg)
     views = product_views(lake, product_ids)
     s = cfg.ranker.scorer
-    scorer = OnnxScorer(ranker_folder(lake), s.model_file, s.batch_size, s.max_length, s.threads, s.provider)
+    scorer = OnnxScorer.configured(ranker_folder(lake), s, serving=True)
     return Reranker(scorer, views), views
 
 
@@ -549,7 +549,7 @@ def cmd_serve(cfg: PrecisConfig, args: argparse.Namespace) -> int:
         raise UsageError("--poll-seconds must be positive")
     lake = Lake(cfg)
     s = cfg.ranker.scorer
-    scorer = OnnxScorer(ranker_folder(lake), s.model_file, s.batch_size, s.max_length, s.threads, s.provider)
+    scorer = OnnxScorer.configured(ranker_folder(lake), s, serving=True)
     serve(lake, scorer, args.host, args.port, args.poll_seconds)
     return 0
 

@@ -179,7 +179,7 @@ def _data(lake: Lake, staging: Path, max_train: int, parity_pairs: int) -> tuple
     words = train[0]["max_words"]
     texts = [product_text(r.title, leading_sentences(r.description, words)) for r in sample.itertuples()]
     s = lake.cfg.ranker.scorer
-    onnx = OnnxScorer(ranker_folder(lake), s.model_file, s.batch_size, s.max_length, s.threads, s.provider)
+    onnx = OnnxScorer.configured(ranker_folder(lake), s)
     scores = onnx.score(list(sample["query"]), texts)
     _jsonl(staging / "data" / "parity.jsonl", [{"query": q, "text": t, "onnx_score": float(x)}
                                                for q, t, x in zip(sample["query"], texts, scores)])

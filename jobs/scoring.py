@@ -24,10 +24,7 @@ def cached_scorer(model_dir: str, cfg: ScorerConfig):
 
     key = (str(model_dir), cfg.model_file, cfg.batch_size, cfg.max_length, cfg.threads, cfg.provider)
     if key not in _SCORERS:
-        _SCORERS[key] = OnnxScorer(
-            model_dir, model_file=cfg.model_file, batch_size=cfg.batch_size, max_length=cfg.max_length,
-            threads=cfg.threads, provider=cfg.provider,
-        )
+        _SCORERS[key] = OnnxScorer.configured(model_dir, cfg)
     return _SCORERS[key]
 
 

@@ -1,4 +1,4 @@
-"""Export a trained ranker to ONNX: fp32, graph-optimised fp32, and int8, with parity checks.
+"""Export a trained ranker to ONNX: fp32, graph-optimised fp32, and calibrated int8, with parity checks.
 
 The model is loaded with eager attention for export: that graph is the pattern onnxruntime's
 transformer optimiser fuses (EmbedLayerNormalization, Attention, BiasGelu, SkipLayerNormalization);
@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ranker.architecture import BI, Head
+from ranker.quantize import Int8Calibration, calibrate_int8, quantise_dynamic, quiet_root
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +102,23 @@ class _Embedded:
         return head.score(cosine)
 
 
-def export(folder: Path, sample: list[tuple[str, str]], quantize: bool = True) -> dict[str, float]:
+@dataclass(frozen=True)
+class Exported:
+    parity: dict[str, float]  # graph file -> max |score - PyTorch score| on the parity sample
+    int8: Int8Calibration | None  # None: no calibration pairs, plain dynamic int8
+
+
+def export(
+    folder: Path,
+    sample: list[tuple[str, str]],
+    calibration: list[tuple[str, str]] = (),
+    int8_tolerance: float = 0.005,
+    max_length: int = 128,
+) -> Exported:
     """Write the ONNX graphs of the model saved in `folder` (`hf/` and `head.json`, see
-    `ranker.models`) into it and return the max |score - PyTorch score| of each on `sample`."""
+    `ranker.models`) into it: fp32, fused fp32, and int8 calibrated on the `calibration` pairs
+    (training pairs, never evaluation rows) to a mean |int8 - fp32| of `int8_tolerance`
+    (`ranker.quantize`); return the max |score - PyTorch score| of each graph on `sample`."""
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import torch
     from onnxruntime.transformers import optimizer
@@ -133,55 +148,36 @@ def export(folder: Path, sample: list[tuple[str, str]], quantize: bool = True) -
             dynamo=False,  # the TorchScript graph is the one onnxruntime's optimiser fuses
         )
     cfg = model.config
-    with _quiet_root():  # the optimiser logs each fusion at INFO on the root logger
+    with quiet_root():  # the optimiser logs each fusion at INFO on the root logger
         opt = optimizer.optimize_model(
             str(out_dir / FP32), model_type="bert", num_heads=cfg.num_attention_heads, hidden_size=cfg.hidden_size
         )
         opt.save_model_to_file(str(out_dir / OPTIMISED))
     log.info("onnxruntime fusions: %s", {k: v for k, v in opt.get_fused_operator_statistics().items() if v})
-    if quantize:
-        _quantize(out_dir / OPTIMISED, out_dir / INT8)
+    int8 = write_int8(out_dir, calibration, int8_tolerance, max_length)
 
     # parity against PyTorch on the sample, each graph through our own scorer
     with torch.no_grad():
         ref = graph.reference(wrapped, tok, sample, head)
     parity = {}
-    for name in (FP32, OPTIMISED, INT8) if quantize else (FP32, OPTIMISED):
+    for name in (FP32, OPTIMISED, INT8):
         scorer = OnnxScorer(out_dir, model_file=name, max_length=256)
         got = scorer.score([q for q, _ in sample], [t for _, t in sample])
         parity[name] = float(np.abs(got - ref).max())
-    return parity
+    return Exported(parity, int8)
 
 
-def _quantize(src: Path, dst: Path) -> None:
-    """int8 dynamic quantisation of the fused graph, one scale per output channel (per tensor,
-    the bi-encoder's scores moved by up to 0.15 on real pairs; per channel, 0.06, mean 0.013).
-    The optimiser leaves stale shape annotations that onnx's shape inference rejects, so they are
-    dropped first."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def write_int8(folder: Path, calibration: list[tuple[str, str]], tolerance: float, max_length: int) -> Int8Calibration | None:
+    """The int8 graph of `folder`'s fused fp32 graph, calibrated on `calibration` (query, text)
+    pairs to `tolerance` (`ranker.quantize`); plain dynamic int8 when there are no pairs."""
+    from ranker.scorer import OnnxScorer
 
-    model = onnx.load(str(src))
-    del model.graph.value_info[:]
-    clean = dst.with_suffix(".noshape.onnx")
-    onnx.save(model, str(clean))
-    try:
-        with _quiet_root():  # the quantiser logs every tensor at INFO on the root logger
-            quantize_dynamic(
-                str(clean), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                # fused ops (Attention, SkipLayerNormalization) are outside onnx shape inference
-                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-            )
-    finally:
-        clean.unlink(missing_ok=True)
-
-
-@contextmanager
-def _quiet_root():
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
+    folder = Path(folder)
+    if not calibration:
+        quantise_dynamic(folder / OPTIMISED, folder / INT8)
+        return None
+    queries, texts = [q for q, _ in calibration], [t for _, t in calibration]
+    feeds = OnnxScorer(folder, OPTIMISED, max_length=max_length).feeds(queries[:64], texts[:64])
+    return calibrate_int8(folder / OPTIMISED, folder / INT8,
+                          lambda graph: OnnxScorer(folder, graph.name, max_length=max_length).score(queries, texts),
+                          feeds, tolerance)

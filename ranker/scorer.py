@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ranker.architecture import Head
+from ranker.architecture import BI, Head
+from ranker.config import ScorerConfig
 from precis.errors import NoRanker
 
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
@@ -64,6 +65,13 @@ class OnnxScorer:
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.path), opts, providers=providers_for(provider))
 
+    @classmethod
+    def configured(cls, model_dir: str | Path, cfg: ScorerConfig, serving: bool = False,
+                   max_length: int | None = None) -> OnnxScorer:
+        """The scorer `cfg` describes: its offline graph, or with `serving` its online one."""
+        return cls(model_dir, cfg.serving_model_file if serving else cfg.model_file, cfg.batch_size,
+                   max_length or cfg.max_length, cfg.threads, cfg.provider)
+
     @property
     def provider(self) -> str:
         return self.session.get_providers()[0]
@@ -73,12 +81,31 @@ class OnnxScorer:
         return self.head.pair_scores(queries, texts, lambda distinct: self._run(encode(distinct)),
                                      lambda pairs: self._run(encode(pairs)))
 
+    def feeds(self, queries: Sequence[str], texts: Sequence[str]) -> list[dict[str, np.ndarray]]:
+        """The graph's input batches for these pairs, as `score` builds them: the distinct texts of
+        a bi-encoder, the pairs of a cross-encoder (for calibration, `ranker.quantize`)."""
+        encode = self.tokenizer.encode_batch
+        if self.head.architecture == BI:
+            encs = encode(sorted(set(map(str, queries)) | set(map(str, texts))))
+        else:
+            encs = encode(list(zip(map(str, queries), map(str, texts))))
+        return [feed for _, feed in self._batches(encs)]
+
     def _run(self, encs) -> np.ndarray:
         """The graph's output for each encoding, in input order: one score (cross-encoder) or one
         embedding (bi-encoder) per row."""
+        out: np.ndarray | None = None
+        for idx, feeds in self._batches(encs):
+            got = self.session.run(None, feeds)[0]
+            if out is None:
+                out = np.empty((len(encs), *got.shape[1:]), dtype=np.float32)
+            out[idx] = got
+        return out
+
+    def _batches(self, encs):
+        """(row indices, inputs) per batch, rows sorted by length, each batch padded to its longest."""
         lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
         order = np.argsort(lengths, kind="stable")
-        out: np.ndarray | None = None
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             width = int(lengths[idx].max())
@@ -91,9 +118,4 @@ class OnnxScorer:
                 ids[row, :n] = e.ids
                 types[row, :n] = e.type_ids
                 mask[row, :n] = 1
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            got = self.session.run(None, feeds)[0]
-            if out is None:
-                out = np.empty((len(encs), *got.shape[1:]), dtype=np.float32)
-            out[idx] = got
-        return out
+            yield idx, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}

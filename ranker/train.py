@@ -177,8 +177,9 @@ def train_and_export(
     model.save(tmp)
     sample_rows = val.head(64) if len(val) else pairs.head(64)
     sample = [(q, _val_text(t, d)) for q, t, d in zip(sample_rows["query"], sample_rows["title"], sample_rows["description"])]
-    parity = export(tmp, sample)
-    log.info("ONNX parity (max |onnx - torch|): %s", parity)
+    int8_pairs = [(q, t) for q, t, _ in _examples(train, cfg, random.Random(cfg.seed + 2))][: cfg.int8_calibration_pairs]
+    exported = export(tmp, sample, int8_pairs, cfg.int8_tolerance, cfg.max_length)
+    log.info("ONNX parity (max |onnx - torch|): %s", exported.parity)
     return registry.publish(
         tmp,
         name,
@@ -196,6 +197,7 @@ def train_and_export(
                       "loss_first10": float(np.mean(losses[:10])) if losses else None,
                       "loss_last10": float(np.mean(losses[-10:])) if losses else None},
             "metrics": metrics,
-            "onnx_parity": parity,
+            "onnx_parity": exported.parity,
+            "int8": exported.int8.to_json() if exported.int8 else None,
         },
     )

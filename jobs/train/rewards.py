@@ -13,7 +13,7 @@ def relsum_reward(lake: Lake):
     from training.rewards import RelsumReward
 
     s = lake.cfg.ranker.scorer
-    scorer = OnnxScorer(ranker_folder(lake), s.model_file, s.batch_size, s.max_length, s.threads, s.provider)
+    scorer = OnnxScorer.configured(ranker_folder(lake), s)
     return RelsumReward(scorer.score, lake.cfg.training.train.length_penalty)
 
 

@@ -47,7 +47,50 @@ def test_onnx_parity_with_pytorch(versions):
     parity = registry.manifest(versions[0])["onnx_parity"]
     print("ONNX parity:", parity)
     assert parity["model.onnx"] < 1e-4 and parity["model.opt.onnx"] < 1e-4
-    assert parity["model.int8.onnx"] < 0.1  # int8 per channel; the default scorer reads model.opt.onnx
+    assert parity["model.int8.onnx"] < 0.1
+
+
+def test_the_int8_graph_is_calibrated_within_its_tolerance_on_training_pairs(versions, ranked_lake):
+    """The export keeps the most sensitive nodes in fp32 until int8 scores are within the
+    tolerance of fp32 on training pairs, and records what it decided."""
+    manifest = registry.manifest(versions[0])
+    int8, cfg = manifest["int8"], ranked_lake.cfg.ranker.train
+    print("int8 calibration:", {k: v for k, v in int8.items() if k != "kept_fp32"}, len(int8["kept_fp32"]), "kept")
+    assert int8["tolerance"] == cfg.int8_tolerance and int8["pairs"] > 0 and int8["nodes"] >= 6 * 4
+    assert int8["mean_abs_diff"] <= int8["tolerance"] and int8["max_abs_diff"] >= int8["mean_abs_diff"]
+    assert len(int8["kept_fp32"]) < int8["nodes"]  # some of the graph is int8
+    if int8["uncalibrated_mean_abs_diff"] > int8["tolerance"]:
+        assert int8["kept_fp32"]
+
+
+def test_calibration_keeps_more_nodes_in_fp32_for_a_tighter_tolerance(versions, tmp_path):
+    """Calibrated on hand-picked pairs against the exported fp32 graph: a loose tolerance keeps the
+    plain int8 graph, a tight one keeps nodes in fp32, and each meets its bound when re-scored."""
+    import shutil
+
+    from ranker.quantize import calibrate_int8, sensitivity_order
+
+    folder = tmp_path / "r"
+    shutil.copytree(versions[0], folder, ignore=shutil.ignore_patterns("model.onnx", "model.int8.onnx"))
+    queries = ["shampoo for dry hair", "usb c cable", "red running shoes", "vitamin c serum"] * 4
+    texts = ["Moisturising shampoo | for dry, damaged hair", "Anker USB-C to USB-C cable, 6 ft",
+             "Nike Air Zoom Pegasus, red", "Retinol night cream"] * 2 + ["Phone case", "Garden hose 50 ft",
+             "Lip balm | with SPF 15", "Hair dryer 1875 W"] * 2
+    scorer = OnnxScorer(folder, "model.opt.onnx", max_length=64)
+    feeds = scorer.feeds(queries, texts)
+    order = sensitivity_order(folder / "model.opt.onnx", feeds)
+    assert len(order) == len(set(order)) >= 24
+
+    def score(graph):
+        return OnnxScorer(folder, graph.name, max_length=64).score(queries, texts)
+
+    loose = calibrate_int8(folder / "model.opt.onnx", folder / "model.int8.onnx", score, feeds, tolerance=0.5)
+    assert loose.kept_fp32 == () and loose.mean_abs_diff == loose.uncalibrated_mean_abs_diff > 0
+    tight = loose.uncalibrated_mean_abs_diff / 3
+    calibrated = calibrate_int8(folder / "model.opt.onnx", folder / "model.int8.onnx", score, feeds, tolerance=tight)
+    assert 0 < len(calibrated.kept_fp32) <= len(order) and calibrated.kept_fp32 == tuple(order[: len(calibrated.kept_fp32)])
+    rescored = np.abs(score(folder / "model.int8.onnx") - score(folder / "model.opt.onnx"))
+    assert rescored.mean() <= tight and abs(rescored.mean() - calibrated.mean_abs_diff) < 1e-6
 
 
 def test_split_is_by_query_and_seeded():
