@@ -13,8 +13,10 @@ So ingesting a file again, on the same `ds` or another, leaves every table with 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -348,17 +350,23 @@ def run_ingest(lake: Lake, units: list[Unit], ctx: Context, files: list[str]) ->
         .mapInArrow(parse, spark_schema(PARSED_SCHEMA))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
+    source = F.coalesce(*(F.col(f"{t}.source_file") for t in _TARGETS))
     try:
         try:
-            counts = {r["target"]: r["count"] for r in parsed.groupBy("target").count().collect()}
+            with _parse_progress(spark, len(units), ctx.source):
+                per_file = parsed.groupBy(source.alias("file"), "target").count().collect()
         except Exception as exc:  # not the input (that comes back as an `unreadable` row): Spark itself
             log.debug("the parse stage failed", exc_info=True)
             raise IngestError(f"reading the input failed, nothing was committed: {type(exc).__name__} in the "
                               "Spark parse stage (run with -v for Spark's traceback)") from None
+        counts: dict[str, int] = {}
+        for r in per_file:
+            counts[r["target"]] = counts.get(r["target"], 0) + r["count"]
         if counts.pop(UNREADABLE, 0):
             reasons = [r[UNREADABLE] for r in parsed.where(F.col("target") == UNREADABLE).select(UNREADABLE).collect()]
             raise IngestError(f"reading the input failed, nothing was committed: {'; '.join(sorted(reasons))}")
         report.records = counts
+        _log_files(per_file, time.time() - t0, lake.cfg.quality.max_quarantine_share)
         plans: list[tuple[str, TableSpec, list[str], str]] = [
             ("quarantine", BRONZE_QUARANTINE, ["source_file", "source_line"], "ignore"),
             ("review", BRONZE_REVIEWS, ["source_file", "source_line"], "ignore"),
@@ -381,6 +389,55 @@ def run_ingest(lake: Lake, units: list[Unit], ctx: Context, files: list[str]) ->
         parsed.unpersist()
     report.seconds = time.time() - t0
     return report
+
+
+@contextmanager
+def _parse_progress(spark, splits: int, source: str, every_s: float = 10.0):
+    """Log the parse stage's progress (splits done of all, from Spark's status tracker) every
+    `every_s` seconds while the block runs: a large ingest is minutes of silence otherwise."""
+    tracker, done, t0 = spark.sparkContext.statusTracker(), threading.Event(), time.time()
+
+    def report():
+        while not done.wait(every_s):
+            stages = [tracker.getStageInfo(i) for i in tracker.getActiveStageIds()]
+            stages = [st for st in stages if st and st.numTasks == max(1, splits)]
+            if stages:
+                st = stages[0]
+                log.info("ingest %s: parsing, %d of %d split(s) done, %d running, %.0f s", source,
+                         st.numCompletedTasks, st.numTasks, st.numActiveTasks, time.time() - t0)
+
+    thread = threading.Thread(target=report, name="ingest-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _log_files(per_file, seconds: float, max_share: float) -> None:
+    """One line per input file (records parsed, quarantined, their share), the parse rate, and a
+    warning at once for a file whose quarantine share passes `quality.max_quarantine_share` (the
+    bronze gate fails the day on the same share later)."""
+    files: dict[str, dict[str, int]] = {}
+    for r in per_file:
+        if r["file"] is not None:
+            files.setdefault(r["file"], {})[r["target"]] = r["count"]
+    total = sum(c.get("quarantine", 0) + max((v for k, v in c.items() if k != "quarantine"), default=0)
+                for c in files.values())
+    for name, c in sorted(files.items()):
+        bad = c.get("quarantine", 0)
+        n = bad + max((v for k, v in c.items() if k != "quarantine"), default=0)  # a CSV row is a judgment and a product
+        share = bad / n if n else 0.0
+        kept = ", ".join(f"{v} {k}s" for k, v in sorted(c.items()) if k != "quarantine")
+        log.info("ingest %s: %s; %d quarantined (%.1f%%)", name, kept or "no valid record", bad, 100 * share)
+        if share > max_share:
+            log.warning("ingest %s: %.1f%% of its records quarantined, above quality.max_quarantine_share "
+                        "(%.1f%%): the bronze gate will fail this day; see bronze.quarantine for the reasons",
+                        name, 100 * share, 100 * max_share)
+    if seconds > 0:
+        log.info("ingest: parsed %d records from %d file(s) in %.1f s (%.0f records/s)", total, len(files), seconds,
+                 total / seconds)
 
 
 def _ctx(lake: Lake, source: str, ds: str, category: str | None = None) -> Context:

@@ -81,7 +81,7 @@ GOOD_2023 = {"rating": 4, "title": "ok", "text": "fine", "asin": "P1", "parent_a
              "timestamp": 1588687728923, "helpful_vote": 0, "verified_purchase": True, "images": []}
 
 
-def test_bad_records_are_quarantined_and_good_ones_kept(tmp_path, spark):
+def test_bad_records_are_quarantined_and_good_ones_kept(tmp_path, spark, caplog):
     lake = make_lake(tmp_path / "lake", spark, ingest__raw_max_chars="200")
     huge = json.dumps(dict(GOOD_2023, user_id=None, text="x" * 100_000))
     lines = [
@@ -99,8 +99,15 @@ def test_bad_records_are_quarantined_and_good_ones_kept(tmp_path, spark):
         json.dumps(dict(GOOD_2023, user_id="U2")),  # 12 ok
     ]
     f = write_lines(tmp_path / "reviews_2023.jsonl.gz", lines, gz=True)
-    report = ingest_reviews(lake, [f], DS)
+    with caplog.at_level("INFO", logger="jobs.ingest.job"):
+        report = ingest_reviews(lake, [f], DS)
     assert report.written["bronze.reviews"] == 2 and report.quarantined == 9
+    # one line per file, and a warning at once: 9 of 11 records is above quality.max_quarantine_share
+    lines = [r.getMessage() for r in caplog.records if r.name == "jobs.ingest.job"]
+    assert f"ingest {f}: 2 reviews; 9 quarantined (81.8%)" in lines
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "max_quarantine_share" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(f"ingest {f}: 81.8% of its records quarantined")
+    assert any(m.startswith("ingest: parsed 11 records from 1 file(s)") for m in lines)
     q = lake.read_pandas("bronze.quarantine").set_index("source_line").sort_index()
     assert list(q.index) == [2, 3, 4, 5, 6, 7, 8, 9, 11]
     expect = {2: "invalid JSON", 3: "not a JSON object", 4: "invalid UTF-8", 5: "missing user id", 6: "missing product id",
