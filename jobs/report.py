@@ -31,12 +31,25 @@ def _plt():
     return plt
 
 
-def _latest(df: pd.DataFrame, ds: str) -> pd.DataFrame:
-    """Rows of the newest `ds` partition on or before `ds`."""
-    if df.empty:
-        return df
-    upto = df[df.ds <= ds]
-    return upto[upto.ds == upto.ds.max()] if len(upto) else upto
+def _on(df: pd.DataFrame, ds: str) -> pd.DataFrame:
+    """Rows of the evaluation partition `ds` itself: a report of a day shows that day's evaluation,
+    never another day's."""
+    return df[df.ds == ds] if len(df) else df
+
+
+def _missing_day(df: pd.DataFrame, ds: str, what: str, command: str) -> str:
+    """What to say when `df` has no row for `ds`: the latest earlier day to report on, if any."""
+    before = sorted(d for d in df.ds.unique() if d < ds) if len(df) else []
+    if before:
+        return f"_No {what} on {ds}; the latest before it is {before[-1]} (`precis evaluate --report-only --date {before[-1]}`)._\n"
+    return f"_No {what} yet (`{command}`)._\n"
+
+
+def _as_of(lake: Lake, table: str, columns: list[str], ds: str) -> pd.DataFrame:
+    """A gold table as it stood on `ds`: its rows written that day or before (generation is
+    incremental, so an unchanged row keeps the day it was written)."""
+    df = lake.read_pandas(table, [*columns, "ds"])
+    return df[df.ds <= ds].drop(columns="ds")
 
 
 def _table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
@@ -111,7 +124,11 @@ def paired_ndcg_tests(scores: pd.DataFrame, k: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def pr_curves(scores: pd.DataFrame, out: Path) -> Path | None:
+def pr_curves(scores: pd.DataFrame, out: Path, ds: str) -> Path | None:
+    """Precision-recall per variant for the top relevance grade, each variant's average precision
+    and pair count in its legend, distinct line styles so overlapping curves stay visible."""
+    from sklearn.metrics import average_precision_score
+
     from ranker.metrics import precision_recall_curve
 
     if scores.empty:
@@ -119,11 +136,15 @@ def pr_curves(scores: pd.DataFrame, out: Path) -> Path | None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     top = scores.gain.max()
-    for variant, g in sorted(scores.groupby("variant")):
-        p, r, _ = precision_recall_curve(np.isclose(g.gain.to_numpy(), top), g.score.to_numpy())
-        ax.plot(r, p, label=variant, linewidth=1.2)
+    styles = ("-", "--", "-.", ":")
+    for i, (variant, g) in enumerate(sorted(scores.groupby("variant"))):
+        relevant = np.isclose(g.gain.to_numpy(), top)
+        p, r, _ = precision_recall_curve(relevant, g.score.to_numpy())
+        ap = average_precision_score(relevant, g.score.to_numpy()) if relevant.any() else float("nan")
+        ax.plot(r, p, label=f"{variant}: AP {ap:.3f}, {len(g)} pairs", linewidth=1.4, linestyle=styles[i % len(styles)])
     ax.axhline(0.9, color="black", linestyle="--", linewidth=0.8, label="90% precision")
-    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall per product-text variant", ylim=(0, 1.02))
+    ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02))
+    ax.set_title(f"Precision-recall per product-text variant, ds {ds}\n(relevant: the top relevance grade)", fontsize=10)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
@@ -161,13 +182,13 @@ def ndcg_plot(metrics: pd.DataFrame, out: Path) -> Path | None:
     return out
 
 
-def length_plot(lake: Lake, out: Path) -> Path | None:
+def length_plot(lake: Lake, out: Path, ds: str) -> Path | None:
     from jobs.features import JOBS
 
     series = {}
     for job in JOBS.values():
         if lake.exists(job.table):
-            lengths = lake.read_pandas(job.table, [job.main_text])[job.main_text].str.len()
+            lengths = _as_of(lake, job.table, [job.main_text], ds)[job.main_text].str.len()
             if len(lengths):
                 series[job.name] = lengths.to_numpy()
     if not series:
@@ -176,7 +197,7 @@ def length_plot(lake: Lake, out: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.boxplot(list(series.values()), orientation="horizontal")
     ax.set_yticks(range(1, len(series) + 1), list(series))
-    ax.set(xlabel="characters", title="Generated text lengths per task")
+    ax.set(xlabel="characters", title=f"Generated text lengths per task, as of ds {ds}")
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -189,30 +210,31 @@ def signal_section(lake: Lake, ds: str, folder: Path) -> list[str]:
     from jobs.evaluation import signal_table
 
     md = ["## Signal: does each feature carry signal against ground truth?\n\n"]
-    gen = _latest(lake.read_pandas(T.EVAL_GENERATION_METRICS), ds)
+    all_days = lake.read_pandas(T.EVAL_GENERATION_METRICS)
+    gen = _on(all_days, ds)
     table = signal_table(gen) if len(gen) else pd.DataFrame()
     if table.empty:
-        md.append("_No generation metrics yet (`precis job evaluate_generation`)._\n\n")
+        md.append(_missing_day(all_days, ds, "generation metrics", "precis job evaluate_generation") + "\n")
         return md
     md.append(_table(table, "{:.3f}"))
     md.append("\nGround truth: each selected user's held-out review (`silver.review_split`), never seen by "
               "generation. `not measured`: no row with ground truth for that generator.\n\n")
     for name, plot in (("predicted vs actual rating", rating_plot), ("suitability by actual rating", suitability_plot)):
-        path = plot(lake, folder)
+        path = plot(lake, folder, ds)
         if path:
             md.append(f"![{name}]({path.name})\n\n")
-    md += grounding_examples(lake)
+    md += grounding_examples(lake, ds)
     return md
 
 
-def grounding_examples(lake: Lake, n: int = 3) -> list[str]:
+def grounding_examples(lake: Lake, ds: str, n: int = 3) -> list[str]:
     """Persona sentences that the persona-holder's own reviews do not support (generator.grounding)."""
     from generator.grounding import SUPPORT_THRESHOLD
     from jobs.features.sumforu import persona_grounding
 
     if not lake.exists(T.GOLD_PERSONAS):
         return []
-    personas = lake.read_pandas(T.GOLD_PERSONAS, ["user_id", "persona"]).head(20)
+    personas = _as_of(lake, T.GOLD_PERSONAS, ["user_id", "persona"], ds).head(20)
     if personas.empty:
         return []
     rows = [(u, c, b) for u, g in zip(personas.user_id, persona_grounding(lake, personas))
@@ -224,10 +246,10 @@ def grounding_examples(lake: Lake, n: int = 3) -> list[str]:
             f"{len(rows)} among the first {len(personas)} personas:\n\n", _table(table, "{:.2f}"), "\n"]
 
 
-def rating_plot(lake: Lake, folder: Path) -> Path | None:
+def rating_plot(lake: Lake, folder: Path, ds: str) -> Path | None:
     if not lake.exists(T.GOLD_RATING_PREDICTIONS):
         return None
-    df = lake.read_pandas(T.GOLD_RATING_PREDICTIONS, ["predicted_rating", "predicted_rating_expected", "actual_rating"]).dropna()
+    df = _as_of(lake, T.GOLD_RATING_PREDICTIONS, ["predicted_rating", "predicted_rating_expected", "actual_rating"], ds).dropna()
     if df.empty:
         return None
     plt = _plt()
@@ -247,12 +269,12 @@ def rating_plot(lake: Lake, folder: Path) -> Path | None:
     return out
 
 
-def suitability_plot(lake: Lake, folder: Path) -> Path | None:
+def suitability_plot(lake: Lake, folder: Path, ds: str) -> Path | None:
     from jobs.features.ground_truth import actual_rating
 
     if not lake.exists(T.GOLD_PERSONA_SUMMARIES):
         return None
-    df = lake.read_pandas(T.GOLD_PERSONA_SUMMARIES, ["user_id", "product_id", "suitability_expected"])
+    df = _as_of(lake, T.GOLD_PERSONA_SUMMARIES, ["user_id", "product_id", "suitability_expected"], ds)
     df["actual"] = actual_rating(lake, df).to_numpy()
     df = df.dropna(subset=["actual"])
     if df.empty:
@@ -293,15 +315,17 @@ def write_report(lake: Lake, ds: str) -> Path:
             md.append("\nFailed expectations (severity `warn` is reported without blocking publish):\n\n" + _table(failed))
 
     md.append("\n## Ranking (the ranker on held-out queries)\n\n")
-    metrics = _latest(lake.read_pandas(T.EVAL_RANKING_METRICS), ds)
+    all_days = lake.read_pandas(T.EVAL_RANKING_METRICS)
+    metrics = _on(all_days, ds)
     if metrics.empty:
-        md.append("_No ranking evaluation yet: train a ranker (`precis train ranker`) and run `evaluate_ranking`._\n")
+        md.append(_missing_day(all_days, ds, "ranking evaluation",
+                               "precis train ranker`, then `precis job evaluate_ranking"))
     else:
         n_q = int(metrics.n_queries.max())
         md.append(f"{metrics.ds.iloc[0]}, {n_q} queries, ranker {metrics.ranker_version.dropna().iloc[0] if metrics.ranker_version.notna().any() else '-'}\n\n")
         md.append(_table(ranking_table(metrics)))
         md.append("\nQueries each split rests on:\n\n" + _table(queries_per_split(metrics)))
-        scores = _latest(lake.read_pandas(T.EVAL_RANKING_SCORES), ds)
+        scores = _on(lake.read_pandas(T.EVAL_RANKING_SCORES), ds)
         tests = paired_ndcg_tests(scores)
         if not tests.empty:
             md.append("\nIs the best variant's lead real? A paired test over the queries (p < 0.05: unlikely to be "
@@ -310,14 +334,15 @@ def write_report(lake: Lake, ds: str) -> Path:
         plot = ndcg_plot(metrics, folder / "ndcg.png")
         if plot:
             md.append(f"\n![NDCG@5 per variant]({plot.name})\n")
-        plot = pr_curves(scores, folder / "pr_curves.png")
+        plot = pr_curves(scores, folder / "pr_curves.png", ds)
         if plot:
             md.append(f"\n![precision-recall curves]({plot.name})\n")
 
     md.append("\n## Generation\n\n")
-    gen = _latest(lake.read_pandas(T.EVAL_GENERATION_METRICS), ds)
+    all_days = lake.read_pandas(T.EVAL_GENERATION_METRICS)
+    gen = _on(all_days, ds)
     if gen.empty:
-        md.append("_No generation metrics yet (`precis job evaluate_generation`)._\n")
+        md.append(_missing_day(all_days, ds, "generation metrics", "precis job evaluate_generation"))
     else:
         wide = gen[~gen.metric.str.contains("mae|rmse")].pivot_table(
             index=["task", "adapter_version"], columns="metric", values="value", aggfunc="first").reset_index()
@@ -329,18 +354,19 @@ def write_report(lake: Lake, ds: str) -> Path:
             md.append(_table(r, "{:.3f}"))
             md.append(f"\n{int(rating.n.max())} (user, product) pairs with a known rating. Baselines: the user's "
                       "(item's) mean rating over their other reviews.\n")
-    plot = length_plot(lake, folder / "lengths.png")
-    if plot:
-        md.append(f"\n![generated text lengths]({plot.name})\n")
+        plot = length_plot(lake, folder / "lengths.png", ds)
+        if plot:
+            md.append(f"\n![generated text lengths]({plot.name})\n")
 
     md.append("\n## Serving\n\n")
-    if lake.exists(T.SERVING_PRODUCT_SUMMARIES):
-        dt = lake.delta_table(T.SERVING_PRODUCT_SUMMARIES)
-        s = lake.read_arrow(T.SERVING_PRODUCT_SUMMARIES, ["published_ds", "adapter_version"], dt=dt).to_pandas()
-        md.append(f"Serving version {dt.version()}: {len(s)} products with a summary, published "
-                  f"{', '.join(sorted(s.published_ds.unique()))}; adapters {', '.join(sorted(s.adapter_version.unique()))}.\n")
+    s = (lake.read_pandas(T.SERVING_PRODUCT_SUMMARIES, ["published_ds", "adapter_version"])
+         if lake.exists(T.SERVING_PRODUCT_SUMMARIES) else pd.DataFrame())
+    s = s[s.published_ds <= ds] if len(s) else s
+    if len(s):
+        md.append(f"As of {ds}: {len(s)} products with a summary, published {', '.join(sorted(s.published_ds.unique()))}; "
+                  f"adapters {', '.join(sorted(s.adapter_version.unique()))}.\n")
     else:
-        md.append("_Nothing published yet._\n")
+        md.append(f"_Nothing published by {ds}._\n")
 
     runs_spec = T.TABLES.get("eval.training_runs")
     if runs_spec is not None and lake.exists(runs_spec):

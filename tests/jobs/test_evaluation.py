@@ -73,6 +73,15 @@ def test_evaluate_generation_and_report(generated_lake, tmp_path, spark):
     assert "are the summary's words the product's own" in text
     assert (path.parent / "ratings.png").stat().st_size > 1000
     assert (path.parent / "lengths.png").stat().st_size > 1000
+    # every section is scoped to the report's date: a later date without an evaluation names the
+    # day that has one; an earlier date shows nothing written after it
+    later = write_report(lake, "2024-05-02").read_text()
+    assert "_No generation metrics on 2024-05-02; the latest before it is 2024-05-01" in later
+    assert "| relsum | base |" not in later and "ratings.png" not in later
+    early = write_report(lake, "2024-04-30")
+    text = early.read_text()
+    assert "_No generation metrics yet" in text and "_Nothing published by 2024-04-30._" in text
+    assert not (early.parent / "lengths.png").exists() and not (early.parent / "ratings.png").exists()
 
 
 def test_topk_reranking_ranks_the_held_out_product_among_never_reviewed_candidates():
