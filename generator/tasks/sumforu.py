@@ -77,21 +77,38 @@ def prepare_persona(history: Sequence[tuple[float, str]], max_chars: int = 2000)
     return {"history_block": _reviews_block(history, max_chars), "evidence": [text for _, text in history]}
 
 
+DUPLICATE_CLAIM = 0.85  # cosine at which two persona sentences say the same thing ("She wants X" / "This shopper wants X": 0.88)
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+
+
 def grounded_persona(values: Sequence[dict[str, Any]], inputs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Of several candidate personas, the one with the most sentences supported by the user's own
     reviews (generator.grounding), keeping only its supported sentences: a claim the reviews do not
-    support is not kept, nor one copied from a review (cosine >= COPY_THRESHOLD). When no candidate
-    has a supported sentence there is no persona to keep: InvalidOutput, so the task samples new
-    candidates, and after its last attempt the user's failure is recorded with this reason."""
+    support is not kept, nor one copied from a review (cosine >= COPY_THRESHOLD), nor one stating a
+    number the reviews never state (an age, a height: "a 25-year-old woman" passes the embedding
+    check when the reviews are a woman's), nor one that repeats a kept sentence (cosine >=
+    DUPLICATE_CLAIM). When no candidate has a supported sentence there is no persona to keep:
+    InvalidOutput, so the task samples new candidates, and after its last attempt the user's failure
+    is recorded with this reason."""
     from generator.grounding import ground
+    from generator.retrieval import embed
 
-    checks = [ground(v["persona"], inputs.get("evidence") or []) for v in values]
+    evidence = inputs.get("evidence") or []
+    stated = {n for e in evidence for n in _NUMBER.findall(e or "")}
+    checks = [ground(v["persona"], evidence) for v in values]
 
     def supported(g) -> list[str]:
-        return [c for c, b in zip(g.claims, g.best) if g.threshold <= b < COPY_THRESHOLD]
+        claims = [c for c, b in zip(g.claims, g.best)
+                  if g.threshold <= b < COPY_THRESHOLD and set(_NUMBER.findall(c)) <= stated]
+        if len(claims) < 2:
+            return claims
+        vecs = embed(claims)
+        sims = vecs @ vecs.T
+        return [c for i, c in enumerate(claims) if not any(sims[i, j] >= DUPLICATE_CLAIM for j in range(i))]
 
-    best = max(range(len(values)), key=lambda k: (len(supported(checks[k])), -max(checks[k].best, default=0.0), -k))
-    kept = supported(checks[best])
+    kept_by = [supported(g) for g in checks]
+    best = max(range(len(values)), key=lambda k: (len(kept_by[k]), -max(checks[k].best, default=0.0), -k))
+    kept = kept_by[best]
     if not kept:
         raise InvalidOutput(f"no sentence of any of the {len(values)} valid candidate personas is supported by the "
                             "user's own reviews")
@@ -192,9 +209,12 @@ PERSONA_CANDIDATES = 4  # greedy + 3 sampled personas, the best-grounded kept
 
 
 def persona_task() -> Task:
-    return Task("sumforu_persona", SYSTEM, PERSONA_TEMPLATE, parse_persona, SamplingParams(max_new_tokens=64),
+    return Task("sumforu_persona", SYSTEM, PERSONA_TEMPLATE, parse_persona,
+                SamplingParams(max_new_tokens=64),
                 reply_prefix=PERSONA_LEAD, candidates=PERSONA_CANDIDATES, pick=grounded_persona,
-                rules_version="3")  # 2: review lists and copied review sentences are not a persona; 3: nor an unsupported one
+                # 2: review lists and copied review sentences are not a persona; 3: nor an unsupported one;
+                # 4: nor a number the reviews never state, nor a repeated sentence
+                rules_version="4")
 
 
 def summary_task() -> Task:

@@ -183,6 +183,14 @@ def test_grounded_persona_keeps_the_best_grounded_candidate_and_only_its_support
     # a review copied verbatim is not a description of the shopper, whatever its cosine
     copied = {"persona": "This shampoo leaves my curly hair soft and frizz free."}
     assert sumforu.grounded_persona([copied, mixed], {"evidence": evidence})[0] == 1
+    # a number the reviews never state is invented, and a sentence said twice is kept once
+    aged = {"persona": "She is a 25-year-old woman who wants shampoo that keeps curly hair soft. "
+                       "She wants shampoo that keeps curly hair soft and frizz free. "
+                       "This shopper wants shampoo that keeps curly hair soft and frizz free. "
+                       "She likes a lavender scent that lasts."}
+    index, kept = sumforu.grounded_persona([aged], {"evidence": evidence})
+    assert "25" not in kept["persona"] and kept["persona"].count("frizz free") == 1 and "lavender" in kept["persona"]
+    assert "25-year-old" in sumforu.grounded_persona([aged], {"evidence": evidence + ["I am 25 and love it."]})[1]["persona"]
     with pytest.raises(InvalidOutput, match="copies the review list"):
         sumforu.parse_persona("Persona: (5/5) Love this. (4/5) Smells nice.", {})
     task = sumforu.persona_task()
