@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jobs.config import PrecisConfig
 
 LOG4J = Path(__file__).with_name("log4j2.properties")
+# Lines the JVM itself prints on stderr at start-up, outside log4j's reach: spark-launcher adds
+# `--add-modules=jdk.incubator.vector`, and the JVM announces it. Shown with -v (DEBUG), else dropped.
+JVM_NOTICES = ("WARNING: Using incubator modules",)
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -34,27 +41,60 @@ def get_spark(cfg: PrecisConfig) -> "SparkSession":
     from pyspark.sql import SparkSession
 
     sc = cfg.spark
-    builder = (
-        SparkSession.builder.master(sc.master)
-        .appName(sc.app_name)
-        .config("spark.sql.shuffle.partitions", str(sc.shuffle_partitions))
-        .config("spark.driver.memory", sc.driver_memory)
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.executorEnv.PYSPARK_PYTHON", sys.executable)
-        .config("spark.executorEnv.ORT_DISABLE_TELEMETRY", "1")
+    options = {
+        "spark.master": sc.master,
+        "spark.app.name": sc.app_name,
+        "spark.sql.shuffle.partitions": str(sc.shuffle_partitions),
+        "spark.driver.memory": sc.driver_memory,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.executorEnv.PYSPARK_PYTHON": sys.executable,
+        "spark.executorEnv.ORT_DISABLE_TELEMETRY": "1",
         # Partition folders are written as ds=YYYY-MM-DD; keep `ds` a string when Spark reads them.
-        .config("spark.sql.sources.partitionColumnTypeInference.enabled", "false")
-        .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{LOG4J}")
-    )
+        "spark.sql.sources.partitionColumnTypeInference.enabled": "false",
+        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J}",
+    }
     if cfg.lake.engine == "spark-delta":
-        builder = builder.config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension").config(
-            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-        )
-    for key, value in sc.conf.items():
+        options["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
+        options["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+    options.update(sc.conf)
+    _launch_gateway(options)
+    builder = SparkSession.builder
+    for key, value in options.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(sc.log_level)
     return spark
+
+
+def _launch_gateway(options: dict[str, str]) -> None:
+    """Start the driver JVM as pyspark would (spark-submit with these options), but with its stderr
+    read by a thread that drops `JVM_NOTICES` and passes every other line through (log4j's own
+    warnings and errors, a crash). Nothing to do when a JVM is already up, or when this process
+    runs under spark-submit, which started the JVM itself."""
+    from subprocess import PIPE
+
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    if SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ:
+        return
+    conf = SparkConf(loadDefaults=False).setAll(list(options.items()))
+    gateway = launch_gateway(conf, popen_kwargs={"stderr": PIPE})
+    proc = getattr(gateway, "proc", None)
+    if proc is not None and proc.stderr is not None:
+        threading.Thread(target=_pass_stderr, args=(proc.stderr,), name="jvm-stderr", daemon=True).start()
+    SparkContext._ensure_initialized(gateway=gateway, conf=conf)
+
+
+def _pass_stderr(stream) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", errors="replace")
+        if line.startswith(JVM_NOTICES):
+            log.debug("JVM: %s", line.rstrip())
+            continue
+        sys.stderr.write(line)
+        sys.stderr.flush()
+

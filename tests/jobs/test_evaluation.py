@@ -39,11 +39,11 @@ def test_evaluate_generation_and_report(generated_lake, tmp_path, spark):
 
     from jobs.evaluation import evaluate_generation
     from jobs.report import write_report
-    from tests.conftest import SMALL_GENERATION, make_lake
+    from tests.conftest import SMALL_LAKE, make_lake
 
     lake0, _ = generated_lake
     shutil.copytree(lake0.root, tmp_path / "lake")
-    lake = make_lake(tmp_path / "lake", spark, orchestration__report_dir=str(tmp_path / "reports"), **SMALL_GENERATION)
+    lake = make_lake(tmp_path / "lake", spark, orchestration__report_dir=str(tmp_path / "reports"), **SMALL_LAKE)
     evaluate_generation(lake, "2024-05-01")
     m = lake.read_pandas("eval.generation_metrics")
     validity = m[m.metric == "validity"].set_index("task").value

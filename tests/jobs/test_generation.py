@@ -11,7 +11,7 @@ import pytest
 
 from generator.safety import contains_pii, strip_markup
 from jobs.features import ORDER, filter_reviews, generate
-from tests.conftest import BEAUTY, REPO, SMALL_GENERATION, make_lake
+from tests.conftest import BEAUTY, REPO, SMALL_LAKE, make_lake
 
 GOLD = {
     "relsum": "gold.product_summaries",
@@ -118,7 +118,7 @@ def test_rerun_generates_nothing(generated_lake):
 
 def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path, spark):
     """SIGKILL a real `precis job generate_preferences` after its first chunk commits, then re-run."""
-    settings = {**SMALL_GENERATION, "generation__chunk_size": "2", "generation__max_attempts": "1"}
+    settings = {**SMALL_LAKE, "generation__chunk_size": "2", "generation__max_attempts": "1"}
     lake = make_lake(tmp_path / "lake", spark, **settings)
     from jobs.ingest.job import ingest_reviews
 

@@ -7,14 +7,14 @@ import pytest
 from jobs.publish import PublishRefused, publish
 from jobs.quality import run_gate
 from jobs.serving import product_views
-from tests.conftest import SMALL_GENERATION, make_lake
+from tests.conftest import SMALL_LAKE, make_lake
 
 
 @pytest.fixture
 def gen_copy(generated_lake, tmp_path, spark):
     lake0, _ = generated_lake
     shutil.copytree(lake0.root, tmp_path / "lake")
-    return make_lake(tmp_path / "lake", spark, **SMALL_GENERATION)
+    return make_lake(tmp_path / "lake", spark, **SMALL_LAKE)
 
 
 def test_publish_needs_a_passed_gold_gate_then_serves_each_products_summary(gen_copy):

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from jobs.quality import QualityGateFailed, gate, run_gate
-from tests.conftest import BEAUTY, SMALL_GENERATION, make_lake
+from tests.conftest import BEAUTY, SMALL_LAKE, make_lake
 
 
 def _half_sevens(path):
@@ -52,7 +52,7 @@ def test_bronze_gate_passes_on_the_sample_and_stops_a_batch_with_half_its_rating
 def test_gold_gate_passes_on_real_generations_and_fails_when_most_generations_fail(generated_lake, tmp_path, spark):
     lake0, _ = generated_lake
     shutil.copytree(lake0.root, tmp_path / "lake")
-    lake = make_lake(tmp_path / "lake", spark, **SMALL_GENERATION)
+    lake = make_lake(tmp_path / "lake", spark, **SMALL_LAKE)
     ok = run_gate(lake, "gold", "2024-05-01")
     assert ok.success, ok.text()
     assert ok.rows["gold.persona_summaries"] > 0 and ok.rows["gold.product_summaries"] > 0
@@ -80,7 +80,7 @@ def test_gold_gate_passes_on_real_generations_and_fails_when_most_generations_fa
 def test_gold_gate_catches_out_of_range_scores_and_empty_text(generated_lake, tmp_path, spark):
     lake0, _ = generated_lake
     shutil.copytree(lake0.root, tmp_path / "lake")
-    lake = make_lake(tmp_path / "lake", spark, **SMALL_GENERATION)
+    lake = make_lake(tmp_path / "lake", spark, **SMALL_LAKE)
     from jobs.lake import tables as T
     from jobs.lake.lake import spark_schema
 
@@ -110,7 +110,7 @@ def test_spark_engine_gives_the_same_outcomes(tmp_path, spark, cf_subset):
 
 # ---------------------------------------------------------------- content rules, on planted batches
 DAY = "2024-06-01"
-# conf/local.yaml has every content rule at `fail`, the small generated lake relaxes distinct_2; these tests check
+# conf/local.yaml has every content rule at `fail`, the small zero-shot lake relaxes the two text rules; these tests check
 # the rules at their default severity, `fail`.
 STRICT = {f"quality__content__{rule}": "fail"
           for rule in ("constant_score", "score_concentration", "distinct_2", "template_echo", "ungrounded_persona",

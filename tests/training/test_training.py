@@ -9,11 +9,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from tests.conftest import SMALL_GENERATION, make_lake
+from tests.conftest import SMALL_LAKE, make_lake
 from training.rpo import curriculum_rows, k_at
 
 TINY = {
-    **SMALL_GENERATION,
+    **SMALL_LAKE,
     "generation__relsum_max_tokens": "16",
     "training__train__max_examples": "3",
     "training__train__batch_size": "1",
