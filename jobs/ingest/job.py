@@ -423,11 +423,12 @@ def _log_files(per_file, seconds: float, max_share: float) -> None:
     for r in per_file:
         if r["file"] is not None:
             files.setdefault(r["file"], {})[r["target"]] = r["count"]
-    total = sum(c.get("quarantine", 0) + max((v for k, v in c.items() if k != "quarantine"), default=0)
-                for c in files.values())
+    def records(c: dict[str, int]) -> int:  # a CSV row is a judgment and a product: count it once
+        return c.get("quarantine", 0) + max((v for k, v in c.items() if k != "quarantine"), default=0)
+
+    total = sum(records(c) for c in files.values())
     for name, c in sorted(files.items()):
-        bad = c.get("quarantine", 0)
-        n = bad + max((v for k, v in c.items() if k != "quarantine"), default=0)  # a CSV row is a judgment and a product
+        bad, n = c.get("quarantine", 0), records(c)
         share = bad / n if n else 0.0
         kept = ", ".join(f"{v} {k}s" for k, v in sorted(c.items()) if k != "quarantine")
         log.info("ingest %s: %s; %d quarantined (%.1f%%)", name, kept or "no valid record", bad, 100 * share)
