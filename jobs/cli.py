@@ -605,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     except PrecisError as exc:  # one actionable line; -v shows the traceback
         log.debug("traceback", exc_info=True)
         print(f"precis: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except Exception as exc:
         import duckdb
 

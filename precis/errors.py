@@ -1,7 +1,9 @@
 """Precis's one error hierarchy.
 
 Every failure Precis raises on purpose is a `PrecisError`; the command line prints it as one
-line (`precis: error: ...`) and exits 2, and the pipeline and the DAG decide what to do by the
+line (`precis: error: ...`) and exits with the class's `exit_code`: 2 for usage and input errors
+(the default), 1 for work that was tried and failed (a gate, a refused publish, a lake that cannot
+be reached, writes that kept conflicting). The pipeline and the DAG decide what to do by the
 class, never by the text of the message. This module imports nothing, so every layer (`ranker/`,
 `generator/`, `training/`, `jobs/`, `dags/`) can raise from it without knowing of the others.
 
@@ -15,9 +17,10 @@ class, never by the text of the message. This module imports nothing, so every l
     │                          to the user)
     ├── InvalidOutput          a model output that fails its task's rules (stored as a failure)
     ├── LakeError              a lake that cannot be used as configured
-    │   └── LakeConflict       a write that kept losing to concurrent writers
-    ├── QualityGateFailed      a quality gate failed; the message lists the expectations
-    ├── PublishRefused         publishing would serve data that did not pass its gate
+    │   ├── LakeUnreachable    the lake's store refused or could not be reached     (exit 1)
+    │   └── LakeConflict       a write that kept losing to concurrent writers      (exit 1)
+    ├── QualityGateFailed      a quality gate failed; the message lists the expectations (exit 1)
+    ├── PublishRefused         publishing would serve data that did not pass its gate (exit 1)
     ├── QueryRefused           `precis sql` was asked to do something other than read
     ├── PackError              a GPU pack's parcel missing or damaged (re-send the parcel named)
     └── UsageError             command-line arguments that cannot go together
@@ -31,6 +34,8 @@ from __future__ import annotations
 
 class PrecisError(Exception):
     """A failure the user can act on; the message says what to do."""
+
+    exit_code: int = 2  # the command line's exit status: 2 usage or input, 1 failed work
 
 
 class ConfigError(PrecisError, ValueError):
@@ -77,16 +82,28 @@ class LakeError(PrecisError):
     """A lake that cannot be used as configured; the message says what to change."""
 
 
+class LakeUnreachable(LakeError):
+    """The lake's store refused the request or could not be reached (credentials, network)."""
+
+    exit_code = 1
+
+
 class LakeConflict(LakeError):
     """A write that kept losing to concurrent writers for `lake.commit_attempts` attempts."""
+
+    exit_code = 1
 
 
 class QualityGateFailed(PrecisError):
     """A gate failed; the message lists the failed expectations."""
 
+    exit_code = 1
+
 
 class PublishRefused(PrecisError):
     """Publishing would serve data that did not pass its quality gate."""
+
+    exit_code = 1
 
 
 class QueryRefused(PrecisError):

@@ -65,7 +65,8 @@ def quantise_dynamic(src: Path, dst: Path, keep_fp32: Sequence[str] = ()) -> Non
     clean = dst.with_suffix(".noshape.onnx")
     onnx.save(model, str(clean))
     try:
-        with quiet_root():  # the quantiser logs every tensor at INFO on the root logger
+        # the quantiser logs every tensor at INFO, and a pre-processing hint at WARNING, on the root logger
+        with quiet_root(logging.ERROR):
             quantize_dynamic(
                 str(clean), str(dst), weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=list(keep_fp32),
                 # fused ops (Attention, SkipLayerNormalization) are outside onnx shape inference
@@ -162,13 +163,14 @@ def _fake_quant_weight(w: np.ndarray) -> np.ndarray:
 
 
 @contextmanager
-def quiet_root():
-    """The root logger at WARNING for a block: onnxruntime's optimiser and quantiser log each
-    fusion and tensor at INFO there."""
+def quiet_root(level: int = logging.WARNING):
+    """The root logger at `level` (WARNING by default) for a block: onnxruntime's optimiser and
+    quantiser log each fusion and tensor at INFO there. Under -v (root at DEBUG) nothing is hidden."""
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.WARNING)
+    before = root.level
+    if before != logging.DEBUG:
+        root.setLevel(max(level, before))
     try:
         yield
     finally:
-        root.setLevel(level)
+        root.setLevel(before)

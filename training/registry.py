@@ -152,7 +152,8 @@ def install(source: Path, root: Path) -> list[tuple[str, Path, bool]]:
             for f in SHIPPED_FILES:
                 if (shipped / f).exists():
                     shutil.copy2(shipped / f, tmp / f)
-            data = manifest(shipped) | {"installed_from": str(shipped)}
+            # portable: the shipped folder relative to the repository (`adapters/relsum/v0001`), not this machine's path
+            data = manifest(shipped) | {"installed_from": shipped.relative_to(source.parent).as_posix()}
             (tmp / MANIFEST).write_text(json.dumps(data, indent=2, default=str))
             final = tmp.parent / name
             tmp.rename(final)

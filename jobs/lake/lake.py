@@ -29,7 +29,7 @@ import pyarrow as pa
 from jobs.config import PrecisConfig
 from jobs.lake.files import ADD_ACTION_DDL, NULL_PARTITION, now_ms, write_partition_files
 from jobs.lake.tables import TABLES, TableSpec, get_table
-from precis.errors import LakeConflict, LakeError
+from precis.errors import LakeConflict, LakeError, LakeUnreachable
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -103,7 +103,7 @@ class Lake:
                     "or set lake.engine to 'deltalake' or 'auto'"
                 )
             self._engine = SparkDeltaEngine(self) if choice == "spark-delta" else DeltaRsEngine(self)
-            log.info("lake engine: %s at %s", choice, self.root)
+            log.info("lake engine: %s at %s (configuration: %s)", choice, self.root, self.cfg.source)
         return self._engine
 
     def path(self, table: str | TableSpec) -> str:
@@ -113,7 +113,14 @@ class Lake:
     def exists(self, table: str | TableSpec) -> bool:
         from deltalake import DeltaTable
 
-        return DeltaTable.is_deltatable(self.path(table), storage_options=self.storage_options)
+        try:
+            return DeltaTable.is_deltatable(self.path(table), storage_options=self.storage_options)
+        except OSError as exc:  # the object store refused or could not be reached: say where and what to check
+            first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            raise LakeUnreachable(
+                f"cannot reach the lake at {self.root} ({first}); check lake.root and the store's "
+                "credentials (lake.storage_options or the environment, e.g. AWS_ACCESS_KEY_ID)"
+            ) from exc
 
     def delta_table(self, table: str | TableSpec):
         from deltalake import DeltaTable

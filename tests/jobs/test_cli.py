@@ -85,10 +85,12 @@ def test_errors_are_clear_and_nonzero(tmp_path):
     assert neither.returncode == 2 and "give either a QUERY or -f FILE" in neither.stderr
     folder = run("sql", "-f", "sql/")
     assert folder.returncode == 2 and "sql/ is not a file" in folder.stderr and "Traceback" not in folder.stderr
-    # failed work nobody foresaw (here: an object-store lake this machine cannot reach) is one line, exit 1
+    # failed work (here: an object-store lake this machine cannot reach) is one line, exit 1, naming
+    # the lake and what to check
     remote = run("--config", "conf/cluster.example.yaml", "tables")
     assert remote.returncode == 1 and "Traceback" not in remote.stderr and "WARN" not in remote.stderr
-    assert remote.stderr.strip().count("\n") == 0 and "run with -v" in remote.stderr
+    assert remote.stderr.strip().count("\n") == 0
+    assert "cannot reach the lake at s3a://my-bucket/precis/lake" in remote.stderr and "credentials" in remote.stderr
 
 
 def test_ingest_tables_and_sql(tmp_path, spark, capsys):

@@ -60,6 +60,15 @@ def test_hierarchy_keeps_builtin_types_and_pickles():
         assert issubclass(cls, ValueError) and issubclass(cls, errors.PrecisError)
 
 
+def test_exit_codes_separate_usage_from_failed_work():
+    """2: the user gave something that cannot be used; 1: the work was tried and failed."""
+    for cls in (errors.ConfigError, errors.UsageError, errors.MissingPrerequisite, errors.IngestError,
+                errors.QueryRefused, errors.LakeError):
+        assert cls.exit_code == 2, cls
+    for cls in (errors.QualityGateFailed, errors.PublishRefused, errors.LakeConflict, errors.LakeUnreachable):
+        assert cls.exit_code == 1 and issubclass(cls, errors.PrecisError), cls
+
+
 def test_missing_prerequisite_is_one_actionable_line(tmp_path):
     out = subprocess.run([PRECIS, "--lake", str(tmp_path / "lake"), "rerank", "running shoes", "p1"],
                          capture_output=True, text=True, cwd=REPO, timeout=300)

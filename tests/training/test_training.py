@@ -150,6 +150,7 @@ def test_exp3rt_rationale_sft_trains_a_rating_student_on_train_reviews_that_gene
     again = registry.install(shipped, tmp_path / "registry")
     assert [now for *_, now in first] == [True] and [now for *_, now in again] == [False]
     assert registry.tag(first[0][1]) == registry.tag(report.folder).replace(report.folder.name, "v0001")
+    assert registry.manifest(first[0][1])["installed_from"] == "shipped/exp3rt_rating/v0001"  # portable, no machine path
 
 
 def test_sumforu_anchored_sft_targets_suitability_from_the_actual_rating(train_lake):
