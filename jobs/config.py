@@ -154,6 +154,12 @@ class GenerationConfig(_Section):
     chunk_size: int = Field(default=32, ge=1, description="Rows generated and committed together; a killed run loses at most one chunk.")
     max_attempts: int = Field(default=2, ge=1, description="Tries per row before it is recorded as a failure.")
     relsum_max_tokens: int = Field(default=48, ge=8, description="Cap of a ReLSum summary, in tokens.")
+    max_new_tokens: int | None = Field(
+        default=None, ge=1,
+        description="Caps every task's max_new_tokens (benchmarks and smoke runs on CPU, e.g. "
+        "benchmarks/incremental.py). Outputs are cut short and more of them fail their rules, so leave it "
+        "unset (each task's own cap) for a lake anyone reads; a capped task has its own prompt_version.",
+    )
     relsum_max_products: int = Field(default=60, ge=1, description="Products summarised per run (cost bound).")
     n_users: int = Field(default=4, ge=1, description="The N most active users who get personas, profiles and personal outputs.")
     n_products: int = Field(default=5, ge=1, description="The N most reviewed golden products in (user, product) pairs.")

@@ -67,16 +67,16 @@ def job_metrics(lake: Lake, job: FeatureJob, rows: pd.DataFrame, failed: int, te
 
 
 def generation_metrics(lake: Lake) -> pd.DataFrame:
-    from jobs.features import JOBS
+    from jobs.features import JOBS, current_prompt_version
 
     failures = lake.read_pandas(T.SILVER_GENERATION_FAILURES, ["task", "model_id", "adapter_version"])
     teacher = _teacher(lake)
     out = []
-    for job in JOBS.values():
+    for key, job in JOBS.items():
         if not lake.exists(job.table):
             continue
         df = lake.read_pandas(job.table)
-        current = job.prompt_version
+        current = current_prompt_version(lake, key)
         for (model, adapter), g in df.groupby(["model_id", "adapter_version"]):
             # the rows of the task's current prompt; for a generator that has none, its newest prompt's
             version = current if (g.prompt_version == current).any() else g.sort_values("generated_at").prompt_version.iloc[-1]

@@ -47,6 +47,11 @@ class BackendSettings:
     threads: int
     dtype: str = "auto"
     adapter_scope: str = "all"  # training.registry.SCOPES: `score` applies the adapter to the score only
+    max_new_tokens: int | None = None  # generation.max_new_tokens: every task capped (benchmarks, smoke runs)
+
+    def task(self, job: "GenerationJob"):
+        """The job's task as these settings run it (capped, with its own prompt_version, when set)."""
+        return job.make_task().capped(self.max_new_tokens)
 
     def load(self):
         key = tuple(vars(self).values())
@@ -111,7 +116,7 @@ def _generate_partition(job: GenerationJob, settings: BackendSettings, max_attem
     def run(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         from generator.tasks.base import run_task
 
-        task = job.make_task()
+        task = settings.task(job)
         backend = settings.load()
         for frame in frames:
             if frame.empty:
@@ -147,7 +152,7 @@ def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: Ba
     from jobs.lake.lake import spark_schema
 
     spark = lake.spark
-    task = job.make_task()
+    task = settings.task(job)
     model_cols = {"model_id": settings.model_id, "adapter_version": settings.adapter_version, "prompt_version": task.prompt_version}
     report = GenerationReport(job.name)
     lake.ensure(job.table)

@@ -46,14 +46,14 @@ def publish(lake: Lake, ds: str) -> PublishReport:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    from jobs.features import JOBS, backend_settings
+    from jobs.features import backend_settings, current_prompt_version
 
     if not gate_passed(lake, "gold", ds):
         raise PublishRefused(
             f"the gold quality gate has not passed for ds={ds}; run `precis job gate_gold --date {ds}` "
             "and fix what it reports before publishing")
     settings = backend_settings(lake, "relsum")
-    prompt = JOBS["relsum"].prompt_version
+    prompt = current_prompt_version(lake, "relsum")
     gold = lake.read(T.GOLD_PRODUCT_SUMMARIES)
     current = ((F.col("model_id") == settings.model_id) & (F.col("adapter_version") == settings.adapter_version)
                & (F.col("prompt_version") == prompt))

@@ -117,6 +117,7 @@ class Task:
     # the valid value it keeps and that value (it may trim it, or raise InvalidOutput when none will do)
     candidates: int = 1
     pick: Callable[[list[dict[str, Any]], dict[str, Any]], tuple[int, dict[str, Any]]] | None = None
+    token_cap: int | None = None  # set by `capped`: max_new_tokens cut for a benchmark or smoke run
 
     def __post_init__(self) -> None:
         if self.candidates < 1:
@@ -133,9 +134,18 @@ class Task:
         best = f"best of {self.candidates} by {self.pick.__module__}.{self.pick.__qualname__}" if self.pick else ""
         # decoding settings that change what is written (only when set, so other tasks keep their versions)
         decoding = f"\nrepetition penalty {self.params.repetition_penalty}" if self.params.repetition_penalty != 1.0 else ""
+        decoding += f"\nmax_new_tokens cap {self.token_cap}" if self.token_cap else ""
         text = (f"{self.name}\n{self.system}\n{self.template}\n{self.reply_prefix}\n{score}\n{self.rules_version}{best}"
                 f"\noutput rules {OUTPUT_RULES_VERSION}{decoding}")
         return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def capped(self, max_new_tokens: int | None) -> "Task":
+        """This task with every generation cut at `max_new_tokens` (None: unchanged). The cap is
+        part of the prompt version, so capped outputs are never mistaken for full ones."""
+        if not max_new_tokens:
+            return self
+        params = dataclasses.replace(self.params, max_new_tokens=min(self.params.max_new_tokens, max_new_tokens))
+        return dataclasses.replace(self, params=params, token_cap=max_new_tokens)
 
     def answer(self, continuation: str) -> str:
         """The whole answer: the reply prefix and the model's continuation of it, which the backends
@@ -202,7 +212,7 @@ def _generate(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], pa
     """One backend call per distinct token cap (one call when the task has no per-input cap)."""
     if task.max_tokens_key is None:
         return backend.generate([task.messages(x) for x in inputs], params)
-    caps = [int(x.get(task.max_tokens_key) or params.max_new_tokens) for x in inputs]
+    caps = [min(int(x.get(task.max_tokens_key) or params.max_new_tokens), params.max_new_tokens) for x in inputs]
     out: list = [None] * len(inputs)
     for cap in sorted(set(caps)):
         idx = [i for i, c in enumerate(caps) if c == cap]

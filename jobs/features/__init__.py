@@ -66,7 +66,14 @@ def backend_settings(lake: Lake, key: str) -> BackendSettings:
     task = JOBS[key].name
     folder = registry.select(lake.cfg.adapters_dir, task, g.adapters.get(task, "latest"))
     return BackendSettings(g.backend, resolve(name, lake.cfg.cache_dir), hub_id(name), str(folder) if folder else None,
-                           registry.tag(folder), g.batch_size, g.threads, g.dtype, registry.scope(folder))
+                           registry.tag(folder), g.batch_size, g.threads, g.dtype, registry.scope(folder),
+                           g.max_new_tokens)
+
+
+def current_prompt_version(lake: Lake, key: str) -> str:
+    """The prompt version a job's rows get under this configuration (its task, capped by
+    `generation.max_new_tokens` when that is set)."""
+    return JOBS[key].generation.make_task().capped(lake.cfg.generation.max_new_tokens).prompt_version
 
 
 def current_rows(lake: Lake, key: str):
@@ -77,7 +84,7 @@ def current_rows(lake: Lake, key: str):
     settings = backend_settings(lake, key)
     return (lake.read(job.table).where(F.col("model_id") == settings.model_id)
             .where(F.col("adapter_version") == settings.adapter_version)
-            .where(F.col("prompt_version") == job.prompt_version))
+            .where(F.col("prompt_version") == current_prompt_version(lake, key)))
 
 
 def build_inputs(lake: Lake, key: str):
@@ -92,5 +99,5 @@ def generate(lake: Lake, key: str, ds: str) -> GenerationReport:
                           g.chunk_size, g.max_attempts)
 
 
-__all__ = ["JOBS", "ORDER", "SEEDS", "FeatureJob", "backend_settings", "build_inputs", "current_rows",
+__all__ = ["JOBS", "ORDER", "SEEDS", "FeatureJob", "backend_settings", "build_inputs", "current_prompt_version", "current_rows",
            "filter_reviews", "generate", "latest"]

@@ -160,6 +160,10 @@ def test_prompt_version_is_a_hash_of_the_template():
     penalised = dataclasses.replace(a, params=dataclasses.replace(a.params, repetition_penalty=1.1))
     longer = dataclasses.replace(a, params=dataclasses.replace(a.params, max_new_tokens=99))
     assert penalised.prompt_version != a.prompt_version == longer.prompt_version
+    # ... but a benchmark's cap (generation.max_new_tokens) cuts what is written: its own version
+    capped = a.capped(8)
+    assert capped.params.max_new_tokens == 8 and capped.prompt_version != a.prompt_version
+    assert a.capped(None) is a and a.capped(10_000).params.max_new_tokens == a.params.max_new_tokens
     assert input_hash({"a": 1, "b": "x"}) == input_hash({"b": "x", "a": 1}) != input_hash({"a": 2, "b": "x"})
 
 
