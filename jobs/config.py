@@ -108,6 +108,12 @@ class IngestConfig(_Section):
         description="Uncompressed input files are cut into line-aligned pieces of about this size, "
         "one Spark task each; gzip files are read by one task each.",
     )
+    reparse: bool = Field(
+        default=False,
+        description="Parse every listed file again, even one whose bytes are already in bronze.ingested_files "
+        "(by default such a file is skipped: a daily run over an inbox parses only the new files). Set it "
+        "after a change of the parsing rules.",
+    )
 
 
 class RankerConfig(_Section):

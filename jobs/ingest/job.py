@@ -7,12 +7,18 @@ before anything is committed), deduplicated by each table's key, and merged:
 - reviews and quarantine rows are immutable: rows whose key is already stored are skipped;
 - products and judgments are upserted: a changed label or description replaces the old row.
 
-So ingesting a file again, on the same `ds` or another, leaves every table with the same rows.
+So ingesting a file again, on the same `ds` or another, leaves every table with the same rows. It is
+not even parsed again: each ingested file's sha256 is recorded in `bronze.ingested_files`, and a
+file whose bytes are there already is skipped (`ingest.reparse: true` parses it anyway), so a daily
+run over an inbox folder costs what the new files cost. A relevance source's files are ingested
+together (ESCI's examples need their products file): they are skipped only when all are known.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,7 +48,13 @@ from jobs.ingest.sources import (
     sniff_jsonl,
 )
 from jobs.lake import Lake, TableSpec
-from jobs.lake.tables import BRONZE_JUDGMENTS, BRONZE_PRODUCTS, BRONZE_QUARANTINE, BRONZE_REVIEWS
+from jobs.lake.tables import (
+    BRONZE_INGESTED_FILES,
+    BRONZE_JUDGMENTS,
+    BRONZE_PRODUCTS,
+    BRONZE_QUARANTINE,
+    BRONZE_REVIEWS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +100,8 @@ class IngestReport:
     distinct: dict[str, int] = field(default_factory=dict)
     written: dict[str, int] = field(default_factory=dict)  # rows newly stored per table
     seconds: float = 0.0
+    per_file: dict[str, int] = field(default_factory=dict)  # records parsed per file (valid and quarantined)
+    skipped: list[str] = field(default_factory=list)  # files already in bronze.ingested_files, not parsed
 
     @property
     def duplicates(self) -> int:
@@ -111,10 +125,11 @@ class IngestReport:
                 f"{self.written.get('bronze.judgments', 0)} new or changed), "
                 f"{self.distinct.get('product', 0)} products ({self.written.get('bronze.products', 0)} new or changed)"
             )
+        skipped = f"; {len(self.skipped)} file(s) ingested before, not parsed again" if self.skipped else ""
         return (
             f"{head}; {self.quarantined} quarantined "
             f"({self.written.get('bronze.quarantine', 0)} new in bronze.quarantine); "
-            f"{len(self.files)} file(s) in {self.seconds:.1f}s"
+            f"{len(self.files)} file(s) in {self.seconds:.1f}s{skipped}"
         )
 
 
@@ -366,7 +381,7 @@ def run_ingest(lake: Lake, units: list[Unit], ctx: Context, files: list[str]) ->
             reasons = [r[UNREADABLE] for r in parsed.where(F.col("target") == UNREADABLE).select(UNREADABLE).collect()]
             raise IngestError(f"reading the input failed, nothing was committed: {'; '.join(sorted(reasons))}")
         report.records = counts
-        _log_files(per_file, time.time() - t0, lake.cfg.quality.max_quarantine_share)
+        report.per_file = _log_files(per_file, time.time() - t0, lake.cfg.quality.max_quarantine_share)
         plans: list[tuple[str, TableSpec, list[str], str]] = [
             ("quarantine", BRONZE_QUARANTINE, ["source_file", "source_line"], "ignore"),
             ("review", BRONZE_REVIEWS, ["source_file", "source_line"], "ignore"),
@@ -415,10 +430,10 @@ def _parse_progress(spark, splits: int, source: str, every_s: float = 10.0):
         thread.join()
 
 
-def _log_files(per_file, seconds: float, max_share: float) -> None:
+def _log_files(per_file, seconds: float, max_share: float) -> dict[str, int]:
     """One line per input file (records parsed, quarantined, their share), the parse rate, and a
     warning at once for a file whose quarantine share passes `quality.max_quarantine_share` (the
-    bronze gate fails the day on the same share later)."""
+    bronze gate fails the day on the same share later). Returns the records parsed per file."""
     files: dict[str, dict[str, int]] = {}
     for r in per_file:
         if r["file"] is not None:
@@ -439,6 +454,7 @@ def _log_files(per_file, seconds: float, max_share: float) -> None:
     if seconds > 0:
         log.info("ingest: parsed %d records from %d file(s) in %.1f s (%.0f records/s)", total, len(files), seconds,
                  total / seconds)
+    return {name: records(c) for name, c in files.items()}
 
 
 def _ctx(lake: Lake, source: str, ds: str, category: str | None = None) -> Context:
@@ -451,11 +467,61 @@ def _ctx(lake: Lake, source: str, ds: str, category: str | None = None) -> Conte
     )
 
 
+@dataclass(frozen=True)
+class FileFingerprint:
+    path: str
+    sha256: str
+    size_bytes: int
+
+
+def fingerprint(path: str) -> FileFingerprint:
+    """The sha256 of a file's bytes, read in 1 MiB blocks, and its resolved path."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return FileFingerprint(str(Path(path).resolve()), h.hexdigest(), os.path.getsize(path))  # as source_file records it
+
+
+def _known(lake: Lake, source: str, files: list[str]) -> tuple[dict[str, FileFingerprint], set[str]]:
+    """Fingerprints of the files that exist, and the paths among them already ingested for `source`
+    (none when `ingest.reparse` is set). A missing file is left to the planner, which says so."""
+    prints = {f: fingerprint(f) for f in files if os.path.isfile(f)}
+    if lake.cfg.ingest.reparse or not prints or not lake.exists(BRONZE_INGESTED_FILES):
+        return prints, set()
+    seen = lake.read_pandas(BRONZE_INGESTED_FILES, ["source", "sha256"])
+    seen = set(seen.sha256[seen.source == source])
+    return prints, {f for f, fp in prints.items() if fp.sha256 in seen}
+
+
+def _record_files(lake: Lake, ctx: Context, prints: dict[str, FileFingerprint], report: IngestReport) -> None:
+    """bronze.ingested_files gets one row per file just ingested (the first ingest of its bytes wins)."""
+    rows = [{"source": ctx.source, "sha256": fp.sha256, "path": fp.path, "size_bytes": fp.size_bytes,
+             "records": report.per_file.get(fp.path, 0), "ingested_at": ctx.ingested_at, "ds": ctx.ds}
+            for f, fp in prints.items() if f in report.files]
+    if rows:
+        from jobs.lake.lake import spark_schema
+
+        df = lake.spark.createDataFrame(rows, spark_schema(BRONZE_INGESTED_FILES.schema))
+        lake.merge(BRONZE_INGESTED_FILES, df.dropDuplicates(["source", "sha256"]), when_matched="ignore")
+
+
 def ingest_reviews(lake: Lake, files: list[str], ds: str, category: str | None = None) -> IngestReport:
-    units = plan_reviews(files, lake.cfg.ingest.split_bytes)
-    return run_ingest(lake, units, _ctx(lake, "reviews", ds, category), list(files))
+    ctx = _ctx(lake, "reviews", ds, category)
+    prints, known = _known(lake, "reviews", list(files))
+    todo = [f for f in files if f not in known]
+    report = (run_ingest(lake, plan_reviews(todo, lake.cfg.ingest.split_bytes), ctx, todo) if todo
+              else IngestReport(kind="reviews", files=[]))
+    report.skipped = [f for f in files if f in known]
+    _record_files(lake, ctx, prints, report)
+    return report
 
 
 def ingest_relevance(lake: Lake, files: list[str], fmt: str, ds: str) -> IngestReport:
-    units = plan_relevance(files, fmt)
-    return run_ingest(lake, units, _ctx(lake, fmt, ds), list(files))
+    ctx = _ctx(lake, fmt, ds)
+    prints, known = _known(lake, fmt, list(files))
+    if files and all(f in known for f in files):  # the source's files go together: skipped only all at once
+        return IngestReport(kind=fmt, files=[], skipped=list(files))
+    report = run_ingest(lake, plan_relevance(files, fmt), ctx, list(files))
+    _record_files(lake, ctx, prints, report)
+    return report

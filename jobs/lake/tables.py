@@ -176,6 +176,28 @@ BRONZE_QUARANTINE = register(
 )
 
 
+BRONZE_INGESTED_FILES = register(
+    TableSpec(
+        layer="bronze",
+        name="ingested_files",
+        keys=("source", "sha256"),
+        description="Every input file ingested, by content: a file whose bytes are already here is not parsed again.",
+        content_ignore=("ds", "ingested_at", "path"),
+        schema=pa.schema(
+            [
+                _f("source", pa.string(), False),  # reviews | crowdflower | esci
+                _f("sha256", pa.string(), False),  # of the file's bytes as stored (compressed or not)
+                _f("path", pa.string(), False),  # where it was first read from
+                _f("size_bytes", pa.int64(), False),
+                _f("records", pa.int64(), False),  # rows parsed from it: valid and quarantined
+                _f("ingested_at", UTC_TS, False),
+                _f("ds", pa.string(), False),  # the run that first ingested it
+            ]
+        ),
+    )
+)
+
+
 SILVER_RELSUM_PAIRS = register(
     TableSpec(
         layer="silver",

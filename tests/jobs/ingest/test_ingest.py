@@ -40,11 +40,38 @@ def test_reingest_same_or_other_date_changes_nothing(lake):
     ingest_relevance(lake, [str(CROWDFLOWER)], "crowdflower", DS)
     before = counts(lake)
     versions = {t: lake.delta_table(t).version() for t in ("bronze.reviews", "bronze.products", "bronze.judgments")}
+    # a file whose bytes were ingested before is not even parsed again (bronze.ingested_files)
     again = ingest_reviews(lake, [str(BEAUTY)], "2024-03-02")
-    assert again.written["bronze.reviews"] == 0
-    ingest_relevance(lake, [str(CROWDFLOWER)], "crowdflower", DS)
+    assert again.skipped == [str(BEAUTY)] and again.files == [] and again.written == {}
+    assert "1 file(s) ingested before, not parsed again" in again.line()
+    cf_again = ingest_relevance(lake, [str(CROWDFLOWER)], "crowdflower", DS)
+    assert cf_again.skipped == [str(CROWDFLOWER)] and cf_again.records == {}
+    ledger = lake.read_pandas("bronze.ingested_files").set_index("source")
+    assert ledger.loc["reviews", "records"] == 5269 and ledger.loc["reviews", "path"] == str(BEAUTY.resolve())
+    assert ledger.loc["crowdflower", "ds"] == DS and len(ledger) == 2
     assert counts(lake) == before
     assert {t: lake.delta_table(t).version() for t in versions} == versions
+    # ... unless asked: parsed again, and still nothing new is stored
+    lake.cfg.ingest.reparse = True
+    try:
+        forced = ingest_reviews(lake, [str(BEAUTY)], "2024-03-02")
+    finally:
+        lake.cfg.ingest.reparse = False
+    assert forced.skipped == [] and forced.records["review"] == 5269 and forced.written["bronze.reviews"] == 0
+    assert counts(lake) == before and len(lake.read_pandas("bronze.ingested_files")) == 2
+
+
+def test_a_new_file_in_the_inbox_is_parsed_and_the_old_one_skipped(tmp_path, lake):
+    import gzip
+
+    old = tmp_path / "day1.jsonl"
+    lines = gzip.decompress(BEAUTY.read_bytes()).decode().splitlines()
+    old.write_text("\n".join(lines[:100]) + "\n")
+    new = tmp_path / "day2.jsonl"
+    new.write_text("\n".join(lines[100:130]) + "\n")
+    ingest_reviews(lake, [str(old)], DS)
+    report = ingest_reviews(lake, [str(old), str(new)], "2024-03-02")
+    assert report.files == [str(new)] and report.skipped == [str(old)] and report.records["review"] == 30
 
 
 def test_crowdflower(lake):
