@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from jobs.lake import Lake
-from jobs.lake.tables import EVAL_RANKING_METRICS, EVAL_RANKING_SCORES, SILVER_RELSUM_PAIRS
+from jobs.lake.tables import EVAL_RANKING_METRICS, EVAL_RANKING_SCORES, SILVER_RANKER_SCORES, SILVER_RELSUM_PAIRS
 from jobs.scoring import product_text_col, score_udf
 from ranker import registry
 from ranker.metrics import Judged, ndcg_per_query, r_at_p
@@ -29,6 +29,40 @@ def judged_pairs(lake: Lake):
     j = lake.read("bronze.judgments")
     p = lake.read("bronze.products").select("product_id", "title", "description")
     return j.join(p, "product_id", "inner")
+
+
+def with_scores(lake: Lake, df, folder: Path, text, out: str = "score"):
+    """`df` (with a `query` column) plus `out`: the ranker's score of (query, `text`), a column.
+
+    Scores are kept in silver.ranker_scores under a key of (ranker version and its manifest's hash,
+    graph, max length, query, text): only pairs not there yet are scored (once each), then merged in, so a daily run
+    scores what changed since the last one, not every judged pair again."""
+    from pyspark.sql import functions as F
+
+    scorer = lake.cfg.ranker.scorer
+    # the manifest's hash tells a retrained folder of the same name (a lake rebuilt) from the old one
+    made = hashlib.sha256((folder / registry.MANIFEST).read_bytes()).hexdigest()[:16]
+    tag = f"{folder.name}\x1f{made}\x1f{scorer.model_file}\x1f{scorer.max_length}"
+    keyed = df.withColumn("_text", text).withColumn(
+        "_key", F.substring(F.sha2(F.concat_ws("\x1f", F.lit(tag), F.coalesce("query", F.lit("")), "_text"), 256), 1, 32))
+    lake.ensure(SILVER_RANKER_SCORES)
+    known = lake.read(SILVER_RANKER_SCORES).select(F.col("score_key").alias("_key"))
+    todo = keyed.select("_key", "query", "_text").dropDuplicates(["_key"]).join(known, "_key", "left_anti")
+    new = todo.select(
+        F.col("_key").alias("score_key"), F.lit(folder.name).alias("ranker_version"),
+        F.lit(scorer.model_file).alias("model_file"),
+        score_udf(folder, scorer)(F.col("query"), F.col("_text")).cast("double").alias("score"),
+        F.lit(datetime.now(timezone.utc)).alias("scored_at"),
+    ).cache()
+    try:
+        n = new.count()
+        if n:
+            lake.merge(SILVER_RANKER_SCORES, new, when_matched="ignore")
+    finally:
+        new.unpersist()
+    log.info("ranker %s: scored %d new (query, text) pairs; the rest from silver.ranker_scores", folder.name, n)
+    scores = lake.read(SILVER_RANKER_SCORES).select(F.col("score_key").alias("_key"), F.col("score").alias(out))
+    return keyed.join(scores, "_key", "inner").drop("_key", "_text")
 
 
 # ---------------------------------------------------------------- precis train ranker
@@ -87,14 +121,10 @@ def description_delta(lake: Lake, ds: str) -> DeltaReport:
 
     cfg = lake.cfg
     folder = ranker_folder(lake)
-    score = score_udf(folder, cfg.ranker.scorer)
     pairs = judged_pairs(lake).where(F.trim(F.coalesce(F.col("description"), F.lit(""))) != "")
-    scored = (
-        pairs.withColumn("score_title", score(F.col("query"), product_text_col(F.col("title"), F.lit(None))).cast("double"))
-        .withColumn("score_desc", score(F.col("query"), product_text_col(F.col("title"), F.col("description"))).cast("double"))
-        .withColumn("delta", F.col("score_desc") - F.col("score_title"))
-        .cache()
-    )
+    pairs = with_scores(lake, pairs, folder, product_text_col(F.col("title"), F.lit(None)), "score_title")
+    pairs = with_scores(lake, pairs, folder, product_text_col(F.col("title"), F.col("description")), "score_desc")
+    scored = pairs.withColumn("delta", F.col("score_desc") - F.col("score_title")).cache()
     try:
         tau = cfg.ranker.tau
         probs = [0.05, 0.25, 0.5, 0.75, 0.95]
@@ -267,9 +297,8 @@ def evaluate_ranking(lake: Lake, ds: str) -> pd.DataFrame:
     plans.extend(summary_plans)
     frames, provenance = [], {}
     for variant, folder, texted, model_id, adapter in plans:
-        udf = score_udf(folder, cfg.ranker.scorer)
         frames.append(
-            texted.select("query_id", "query", "product_id", "gain", udf(F.col("query"), F.col("text")).cast("double").alias("score"))
+            with_scores(lake, texted, folder, F.col("text")).select("query_id", "query", "product_id", "gain", "score")
             .withColumn("variant", F.lit(variant)).withColumn("scorer", F.lit(folder.name))
         )
         provenance[variant] = (model_id, adapter)

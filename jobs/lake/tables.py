@@ -225,6 +225,28 @@ SILVER_RELSUM_PAIRS = register(
     )
 )
 
+SILVER_RANKER_SCORES = register(
+    TableSpec(
+        layer="silver",
+        name="ranker_scores",
+        keys=("score_key",),
+        partition_by=(),
+        description="Every (query, product text) the ranker has scored, by ranker version and graph: "
+        "description_delta and evaluate_ranking score only what is not here yet.",
+        content_ignore=("scored_at",),
+        schema=pa.schema(
+            [
+                _f("score_key", pa.string(), False),  # sha256 of (ranker version + manifest hash, graph, max length, query, text)
+                _f("ranker_version", pa.string(), False),  # the registry folder, e.g. v0001
+                _f("model_file", pa.string(), False),  # the ONNX graph scored with (model.opt.onnx)
+                _f("score", pa.float64(), False),
+                _f("scored_at", UTC_TS, False),
+            ]
+        ),
+    )
+)
+
+
 EVAL_RANKING_SCORES = register(
     TableSpec(
         layer="eval",

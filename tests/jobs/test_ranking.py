@@ -23,6 +23,16 @@ def test_description_delta_keeps_pairs_over_tau(ranked_lake):
     assert set(pairs.ranker_version) == {"v0001"}
     assert sum(n for _, n in every.histogram) == every.scored
     assert "kept" in every.text() and "quantiles" in every.text()
+    # every (query, text) was scored once into silver.ranker_scores, and those are the ranker's scores
+    from ranker.scorer import OnnxScorer
+    from ranker.texts import product_text
+
+    cache = lake.read_pandas("silver.ranker_scores")
+    assert len(cache) == cache.score_key.nunique() >= len(with_desc) and set(cache.ranker_version) == {"v0001"}
+    sample = pairs.head(8)
+    direct = OnnxScorer.configured(lake.cfg.ranker_dir / "v0001", lake.cfg.ranker.scorer).score(
+        list(sample["query"]), [product_text(t, d) for t, d in zip(sample.title, sample.description)])
+    assert np.allclose(direct, sample.score_desc, atol=1e-5)
 
     lake.cfg.ranker.tau = float(np.quantile(np.abs(pairs.delta), 0.5))
     try:
@@ -31,6 +41,7 @@ def test_description_delta_keeps_pairs_over_tau(ranked_lake):
         lake.cfg.ranker.tau = 0.1
     kept = lake.read_pandas("silver.relsum_pairs")
     assert 0 < some.kept == len(kept) < every.kept  # the re-run replaced the partition
+    assert len(lake.read_pandas("silver.ranker_scores")) == len(cache)  # the re-run scored nothing again
     assert (kept.delta.abs() >= some.tau - 1e-9).all()
 
 
