@@ -30,6 +30,39 @@ def test_help_lists_commands_and_precedence():
     assert sub.returncode == 0 and "crowdflower" in sub.stdout
 
 
+def _commands(parser, path=()):
+    """(words, parser) for every command and sub-command of `parser`."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*path, name), sub
+                yield from _commands(sub, (*path, name))
+
+
+def test_every_command_has_help_for_every_argument(capsys):
+    """`precis ... --help` of each command (run in-process: one JVM-free call each) exits 0 and shows
+    a text for every argument; each command also says what it does."""
+    import argparse
+
+    from jobs.cli import build_parser
+
+    commands = list(_commands(build_parser()))
+    assert len(commands) >= 19 and ("train",) in [c for c, _ in commands] and ("gpu", "pack") in [c for c, _ in commands]
+    missing = []
+    for words, parser in commands:
+        with pytest.raises(SystemExit) as exit_:
+            main([*words, "--help"])
+        out = capsys.readouterr().out
+        assert exit_.value.code == 0 and out.startswith("usage: precis " + " ".join(words)), (words, out[:200])
+        missing += [f"{' '.join(words)}: {a.dest}" for a in parser._actions
+                    if not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)) and not a.help]
+        if not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions):
+            assert parser.description or parser.format_help().count("\n") > 3, words
+    assert missing == []
+
+
 def test_version_and_global_options_after_the_command(tmp_path):
     version = run("--version")
     assert version.returncode == 0 and version.stdout.startswith("precis ")
