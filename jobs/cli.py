@@ -375,10 +375,8 @@ def cmd_adapters(cfg: PrecisConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_sql(cfg: PrecisConfig, args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from jobs.lake import Lake
-    from jobs.lake.sql import run_sql
+    from jobs.lake.sql import run_statements
 
     if (args.query is None) == (args.file is None):
         raise UsageError("precis sql: give either a QUERY or -f FILE")
@@ -386,16 +384,29 @@ def cmd_sql(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     lake = Lake(cfg)
     if "://" not in lake.root and not Path(lake.root).exists():
         log.warning("the lake folder %s does not exist (a mistyped --lake?); only non-lake queries can answer", lake.root)
-    df = run_sql(lake, query)
+    results = run_statements(lake, query)
+    if len(results) > 1 and args.format in ("csv", "json"):
+        raise UsageError(f"precis sql: --format {args.format} takes one statement, the query has {len(results)}")
+    for i, df in enumerate(results):
+        if len(results) > 1:  # each statement's result, under its number
+            print(("\n" if i else "") + f"-- result {i + 1} of {len(results)}")
+        _print_result(df, args)
+    return 0
+
+
+def _print_result(df, args: argparse.Namespace) -> None:
+    """One statement's result in `--format`, at most `--max-rows` rows."""
+    import pandas as pd
+
     if args.format == "csv":
         print(df.to_csv(index=False), end="")
-        return 0
+        return
     if args.format == "json":
         print(df.to_json(orient="records", lines=True, date_format="iso", force_ascii=False), end="")
-        return 0
+        return
     if df.empty:
         print(f"(no rows; columns: {', '.join(map(str, df.columns))})")
-        return 0
+        return
     head = df.head(args.max_rows)
     shown = head.astype(object).where(head.notna(), "NULL")
     if not args.full_width:
@@ -410,7 +421,6 @@ def cmd_sql(cfg: PrecisConfig, args: argparse.Namespace) -> int:
             print(shown.to_string(index=False, formatters=pad, justify="left"))
     if len(df) > args.max_rows:
         print(f"... {len(df) - args.max_rows} more rows (--max-rows to show them)")
-    return 0
 
 
 def cmd_train(cfg: PrecisConfig, args: argparse.Namespace) -> int:

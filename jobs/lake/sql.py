@@ -95,9 +95,14 @@ def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
 
 def run_sql(lake: Lake, query: str):
     """The last statement's result as a pandas DataFrame (the statements run in order)."""
+    return run_statements(lake, query)[-1]
+
+
+def run_statements(lake: Lake, query: str) -> list:
+    """Each statement's result, in order, as pandas DataFrames (none runs unless all are read-only)."""
     con = connect(lake)
     try:
         check_read_only(con, query)
-        return con.execute(query).fetchdf()
+        return [con.execute(statement).fetchdf() for statement in con.extract_statements(query)] or [con.execute(query).fetchdf()]
     finally:
         con.close()

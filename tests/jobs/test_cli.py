@@ -97,6 +97,13 @@ def test_sql_formats_for_analysts(tmp_path):
     assert json_lines[1] == '{"x":2,"y":null,"z":3.5}' and len(json_lines) == 3
     md = run("--lake", str(tmp_path), "sql", "--format", "markdown", "--max-rows", "2", q).stdout.splitlines()
     assert md[0].startswith("|") and "NULL" in md[2] + md[3] and md[-1] == "... 1 more rows (--max-rows to show them)"
+    # several statements: each result shown under its number (the first was dropped silently before);
+    # csv and json, which have no room for two results, refuse them
+    both = run("--lake", str(tmp_path), "sql", "select 1 as a; select 2 as b")
+    assert both.returncode == 0 and both.stdout.split() == ["--", "result", "1", "of", "2", "a", "1",
+                                                            "--", "result", "2", "of", "2", "b", "2"]
+    two_csv = run("--lake", str(tmp_path), "sql", "--format", "csv", "select 1 as a; select 2 as b")
+    assert two_csv.returncode == 2 and "takes one statement, the query has 2" in two_csv.stderr
     missing = run("--lake", str(tmp_path / "typo"), "sql", "select 1 as one")
     assert missing.returncode == 0 and "does not exist (a mistyped --lake?)" in missing.stderr
 
