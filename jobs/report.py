@@ -203,6 +203,28 @@ def length_plot(lake: Lake, out: Path, ds: str) -> Path | None:
     return out
 
 
+def sample_outputs(lake: Lake, ds: str, n: int = 2, chars: int = 180) -> list[str]:
+    """The newest `n` outputs of each task as of `ds` (its keys, main text cut at `chars`, its
+    scores), so a reader sees what the metrics are computed over."""
+    from jobs.features import JOBS
+
+    rows = []
+    for job in JOBS.values():
+        if not lake.exists(job.table):
+            continue
+        cols = [*job.generation.keys, job.main_text, *(c.name for c in job.scores), "generated_at"]
+        df = _as_of(lake, job.table, cols, ds).sort_values("generated_at", ascending=False).head(n)
+        for r in df.to_dict("records"):
+            text = " ".join(str(r[job.main_text]).split())
+            text = text if len(text) <= chars else text[: chars - 3] + "..."
+            rows.append({"task": job.name, "keys": " / ".join(str(r[k]) for k in job.generation.keys),
+                         "output": text.replace("|", "\\|"),
+                         "scores": ", ".join(f"{c.name} {r[c.name]}" for c in job.scores)})
+    if not rows:
+        return []
+    return [f"\n### Sample outputs (the newest {n} per task, as of {ds})\n\n", _table(pd.DataFrame(rows))]
+
+
 def signal_section(lake: Lake, ds: str, folder: Path) -> list[str]:
     """'Does this feature carry signal?': one line per declared signal (jobs/features), with the
     plots a person would rather look at."""
@@ -356,6 +378,7 @@ def write_report(lake: Lake, ds: str) -> Path:
         plot = length_plot(lake, folder / "lengths.png", ds)
         if plot:
             md.append(f"\n![generated text lengths]({plot.name})\n")
+        md += sample_outputs(lake, ds)
 
     md.append("\n## Serving\n\n")
     s = (lake.read_pandas(T.SERVING_PRODUCT_SUMMARIES, ["published_ds", "adapter_version"])

@@ -73,6 +73,12 @@ def test_evaluate_generation_and_report(generated_lake, tmp_path, spark):
     assert "are the summary's words the product's own" in text
     assert (path.parent / "ratings.png").stat().st_size > 1000
     assert (path.parent / "lengths.png").stat().st_size > 1000
+    # what the metrics are computed over: the newest outputs of every task, with their keys and scores
+    sample = text.split("### Sample outputs")[1].split("\n## ")[0]
+    rows = [line for line in sample.splitlines() if line.startswith("| ") and not line.startswith("| task")]
+    assert {r.split(" | ")[0][2:] for r in rows} == {"relsum", "sumforu_persona", "sumforu_summary", "exp3rt_preferences",
+                                                     "exp3rt_user_profile", "exp3rt_item_profile", "exp3rt_rating", "rpo"}
+    assert any("predicted_rating " in r for r in rows) and any("suitability " in r for r in rows)
     # every section is scoped to the report's date: a later date without an evaluation names the
     # day that has one; an earlier date shows nothing written after it
     later = write_report(lake, "2024-05-02").read_text()
