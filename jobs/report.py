@@ -127,7 +127,7 @@ def paired_ndcg_tests(scores: pd.DataFrame, k: int = 5) -> pd.DataFrame:
 def pr_curves(scores: pd.DataFrame, out: Path, ds: str) -> Path | None:
     """Precision-recall per variant for the top relevance grade, each variant's average precision
     and pair count in its legend, distinct line styles so overlapping curves stay visible."""
-    from ranker.metrics import precision_recall_curve
+    from ranker.metrics import average_precision, precision_recall_curve
 
     if scores.empty:
         return None
@@ -138,8 +138,7 @@ def pr_curves(scores: pd.DataFrame, out: Path, ds: str) -> Path | None:
     for i, (variant, g) in enumerate(sorted(scores.groupby("variant"))):
         relevant = np.isclose(g.gain.to_numpy(), top)
         p, r, _ = precision_recall_curve(relevant, g.score.to_numpy())
-        # average precision, sklearn's step definition: sum of (r_i - r_(i-1)) * p_i over the curve
-        ap = float(np.sum(np.diff(np.r_[0.0, r]) * p)) if relevant.any() else float("nan")
+        ap = average_precision(relevant, g.score.to_numpy())
         ax.plot(r, p, label=f"{variant}: AP {ap:.3f}, {len(g)} pairs", linewidth=1.4, linestyle=styles[i % len(styles)])
     ax.axhline(0.9, color="black", linestyle="--", linewidth=0.8, label="90% precision")
     ax.set(xlabel="recall", ylabel="precision", ylim=(0, 1.02))

@@ -80,6 +80,15 @@ def precision_recall_curve(relevant: np.ndarray, scores: np.ndarray) -> tuple[np
     return precision, recall, s[last]
 
 
+def average_precision(relevant: Sequence[bool], scores: Sequence[float]) -> float:
+    """Average precision, scikit-learn's step definition: the sum of (r_i - r_(i-1)) * p_i over the
+    precision-recall curve; NaN when nothing is relevant."""
+    if not np.asarray(relevant, dtype=bool).any():
+        return float("nan")
+    p, r, _ = precision_recall_curve(np.asarray(relevant), np.asarray(scores))
+    return float(np.sum(np.diff(np.r_[0.0, r]) * p))
+
+
 def recall_at_precision(relevant: Sequence[bool], scores: Sequence[float], precision: float = 0.9) -> float:
     p, r, _ = precision_recall_curve(np.asarray(relevant), np.asarray(scores))
     ok = p >= precision - 1e-12

@@ -84,13 +84,15 @@ def _lock_down(con: duckdb.DuckDBPyConnection, root: str) -> None:
     con.execute("SET lock_configuration = true")
 
 
-def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
-    """Refuse the whole query, before any of it runs, if one statement is not SELECT-like."""
-    for statement in con.extract_statements(query):
+def check_read_only(con: duckdb.DuckDBPyConnection, query: str) -> list:
+    """The query's statements; the whole query is refused, before any of it runs, if one is not SELECT-like."""
+    statements = con.extract_statements(query)
+    for statement in statements:
         if statement.type not in READ_ONLY_STATEMENTS:
             kind = statement.type.name
             raise QueryRefused(f"precis sql is read-only: {kind} statements are refused "
                                f"({statement.query.strip()[:80]!r}); query with SELECT, and write tables with `precis job`")
+    return statements
 
 
 def run_sql(lake: Lake, query: str):
@@ -102,7 +104,7 @@ def run_statements(lake: Lake, query: str) -> list:
     """Each statement's result, in order, as pandas DataFrames (none runs unless all are read-only)."""
     con = connect(lake)
     try:
-        check_read_only(con, query)
-        return [con.execute(statement).fetchdf() for statement in con.extract_statements(query)] or [con.execute(query).fetchdf()]
+        statements = check_read_only(con, query)
+        return [con.execute(statement).fetchdf() for statement in statements] or [con.execute(query).fetchdf()]
     finally:
         con.close()
