@@ -1,13 +1,17 @@
 """Ingestion throughput: the Beauty sample repeated to about one million reviews, ingested on
 Spark local[1] and local[2] into fresh lakes; prints reviews per second and the ratio.
 
-    .venv/bin/python benchmarks/ingest.py [--repeat 190] [--gzip]
+    .venv/bin/python benchmarks/ingest.py [--repeat 190] [--gzip] [--distinct]
 
 The input is written once as plain JSON lines (split into line-aligned ~32 MiB tasks) or, with
 --gzip, as one .gz file (one task: gzip is not splittable). Each master runs in its own process
 because a JVM's Spark master is fixed once started; the time measured is the ingest call alone
-(JVM start-up excluded and printed separately). Nearly every record is a duplicate of another, so
-the work measured is reading, parsing, validating, hashing and de-duplicating, not writing.
+(JVM start-up excluded and printed separately).
+
+By default every copy repeats the same records (a re-delivered feed): nearly every record is a
+duplicate, so the work measured is reading, parsing, validating, hashing and de-duplicating, not
+writing. With --distinct, copy k > 0 suffixes user and product ids with `~k`, so every record is a
+new review and the work includes shuffling and writing a million rows.
 """
 
 from __future__ import annotations
@@ -23,17 +27,25 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# run as a script, benchmarks/ is sys.path[0] and its ranker.py would shadow the ranker package
+if sys.path and Path(sys.path[0]).resolve() == REPO / "benchmarks":
+    sys.path[0] = str(REPO)
 BEAUTY = REPO / "data" / "samples" / "reviews" / "amazon2018_all_beauty_5core.jsonl.gz"
 
 
-def make_input(folder: Path, repeat: int, gz: bool) -> tuple[Path, int]:
+def make_input(folder: Path, repeat: int, gz: bool, distinct: bool) -> tuple[Path, int]:
     lines = gzip.decompress(BEAUTY.read_bytes()).rstrip(b"\n") + b"\n"
+    records = [json.loads(line) for line in lines.splitlines()] if distinct else []
     n = lines.count(b"\n") * repeat
-    path = folder / ("beauty_x%d.jsonl%s" % (repeat, ".gz" if gz else ""))
+    path = folder / ("beauty_x%d%s.jsonl%s" % (repeat, "_distinct" if distinct else "", ".gz" if gz else ""))
     opener = gzip.open if gz else open
     with opener(path, "wb") as fh:
-        for _ in range(repeat):
-            fh.write(lines)
+        for k in range(repeat):
+            if distinct and k:
+                fh.write("".join(json.dumps({**r, "reviewerID": f"{r['reviewerID']}~{k}", "asin": f"{r['asin']}~{k}"})
+                                 + "\n" for r in records).encode())
+            else:
+                fh.write(lines)
     return path, n
 
 
@@ -58,6 +70,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=190, help="copies of the 5,269-line file (190: ~1.0M)")
     ap.add_argument("--gzip", action="store_true", help="one gzip file instead of plain JSON lines")
+    ap.add_argument("--distinct", action="store_true", help="distinct ids in every copy: a million new reviews")
     ap.add_argument("--masters", default="local[1],local[2]")
     ap.add_argument("--worker", nargs=3, metavar=("MASTER", "LAKE", "FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -65,7 +78,7 @@ def main() -> None:
         worker(*args.worker)
         return
     with tempfile.TemporaryDirectory(prefix="precis-bench-") as tmp:
-        path, n = make_input(Path(tmp), args.repeat, args.gzip)
+        path, n = make_input(Path(tmp), args.repeat, args.gzip, args.distinct)
         print(f"input: {path.name}, {n:,} review lines, {path.stat().st_size / 1e6:.0f} MB, cpus={os.cpu_count()}")
         results = {}
         for master in args.masters.split(","):

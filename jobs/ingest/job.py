@@ -1,8 +1,9 @@
 """`precis ingest`: raw files -> bronze tables, bad records -> bronze.quarantine.
 
 One Spark pass parses every unit of every file (see `sources.Unit`) into a single DataFrame with
-one struct column per target table; it is cached, counted (which also surfaces unreadable files
-before anything is committed), deduplicated by each table's key, and merged:
+one struct column per target table (each task already drops the later copies of a key it parsed,
+and counts them: `_Combiner`); it is cached, counted (which also surfaces unreadable files before
+anything is committed), deduplicated by each table's key, and merged:
 
 - reviews and quarantine rows are immutable: rows whose key is already stored are skipped;
 - products and judgments are upserted: a changed label or description replaces the old row.
@@ -63,7 +64,39 @@ CROWDFLOWER_COLUMNS = {"id", "query", "product_title", "product_description", "m
 ESCI_EXAMPLE_COLUMNS = {"example_id", "query", "product_id", "esci_label"}
 
 _SOURCE = "__source"  # each parsed row's (file, line, raw record): not a column, see `_guarded`
-_TARGETS = {"review": BRONZE_REVIEWS, "product": BRONZE_PRODUCTS, "judgment": BRONZE_JUDGMENTS, "quarantine": BRONZE_QUARANTINE}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One kind of parsed row and the bronze table it goes to. Of a key's rows in the input, the
+    smallest by `order` is stored (so a re-run picks the same row); a key already stored is kept
+    (`when_matched="ignore"`: immutable rows) or replaced (`"update"`: upserted rows)."""
+
+    name: str  # the parsed row's `target` and its struct column
+    spec: TableSpec
+    order: tuple[str, ...]
+    when_matched: str
+
+    def __post_init__(self) -> None:
+        if self.when_matched not in ("ignore", "update"):
+            raise ValueError(f"{self.name}: when_matched must be ignore or update, not {self.when_matched!r}")
+        unknown = [c for c in self.order if c not in self.spec.schema.names]
+        if unknown:
+            raise ValueError(f"{self.name}: order names columns {unknown} that {self.spec.qualified_name} lacks")
+
+    @property
+    def first_line_wins(self) -> bool:
+        """The stored row is the key's first line in the input, so a parse task may drop the later
+        copies it sees itself (`_Combiner`)."""
+        return self.order == ("source_file", "source_line")
+
+
+TARGETS = (
+    Target("quarantine", BRONZE_QUARANTINE, ("source_file", "source_line"), "ignore"),
+    Target("review", BRONZE_REVIEWS, ("source_file", "source_line"), "ignore"),
+    Target("product", BRONZE_PRODUCTS, ("title", "description_raw", "source_file"), "update"),
+    Target("judgment", BRONZE_JUDGMENTS, ("source_file", "source_line"), "update"),
+)
 
 
 def _loose(schema: pa.Schema) -> pa.StructType:
@@ -75,9 +108,14 @@ def _loose(schema: pa.Schema) -> pa.StructType:
 # file and the last line read; the driver raises it before committing anything. It travels as data,
 # so the driver never has to dig the reason out of a Spark worker's traceback.
 UNREADABLE = "unreadable"
+# `duplicates`: how many copies of a target's keys a parse task dropped from one file (`_Combiner`),
+# so that record and duplicate counts stay exact; never a table row.
+DUPLICATES = "duplicates"
 PARSED_SCHEMA = pa.schema(
-    [pa.field("target", pa.string(), False)] + [pa.field(t, _loose(spec.schema)) for t, spec in _TARGETS.items()]
-    + [pa.field(UNREADABLE, pa.string())]
+    [pa.field("target", pa.string(), False)] + [pa.field(t.name, _loose(t.spec.schema)) for t in TARGETS]
+    + [pa.field(UNREADABLE, pa.string()),
+       pa.field(DUPLICATES, pa.struct([pa.field("of", pa.string()), pa.field("source_file", pa.string()),
+                                        pa.field("records", pa.int64())]))]
 )
 
 
@@ -255,10 +293,59 @@ def _batch(rows: list[dict[str, Any]], ctx: Context) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist(safe, schema=PARSED_SCHEMA)
 
 
+class _Combiner:
+    """A map-side combine for one unit: a copy of a key the unit has already passed on is dropped
+    before it reaches Spark, and counted. A feed that re-delivers records otherwise sends every copy
+    through Arrow-to-row conversion, the cache and the de-duplicating shuffle, which are JVM work that
+    scales worse than the parse itself.
+
+    Only targets whose stored row is a key's first line (`Target.first_line_wins`): a unit's lines
+    increase, so a dropped copy is never the one stored. It runs on validated batches, so a row that
+    became its record's quarantine row is not a copy of anything. The driver still de-duplicates
+    across units and files. `tail` gives one `duplicates` row per target that dropped copies, which
+    the driver adds to the record counts. At most `max_keys` keys are remembered per target; beyond
+    that, copies pass through to the driver's de-duplication."""
+
+    def __init__(self, path: str, max_keys: int = 1_000_000):
+        self.path = path
+        self.max_keys = max_keys
+        self.targets = [t for t in TARGETS if t.first_line_wins]
+        self.seen: dict[str, set[tuple]] = {t.name: set() for t in self.targets}
+        self.dropped: dict[str, int] = {t.name: 0 for t in self.targets}
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        kinds = batch.column("target").to_pylist()
+        keep = [True] * len(kinds)
+        present = set(kinds)
+        for t in self.targets:
+            if t.name not in present:
+                continue
+            seen = self.seen[t.name]
+            struct = batch.column(t.name)
+            columns = [struct.field(k).to_pylist() for k in t.spec.keys]
+            for i, kind in enumerate(kinds):
+                if kind != t.name:
+                    continue
+                key = tuple(c[i] for c in columns)
+                if key in seen:
+                    keep[i] = False
+                    self.dropped[t.name] += 1
+                elif len(seen) < self.max_keys:
+                    seen.add(key)
+        return batch if all(keep) else batch.filter(pa.array(keep))
+
+    def tail(self) -> list[pa.RecordBatch]:
+        rows = [{"target": DUPLICATES, DUPLICATES: {"of": name, "source_file": self.path, "records": n}}
+                for name, n in self.dropped.items() if n]
+        return [pa.RecordBatch.from_pylist(rows, schema=PARSED_SCHEMA)] if rows else []
+
+
 def _to_batches(unit: Unit, ctx: Context, size: int = 8192) -> Iterator[pa.RecordBatch]:
-    """The unit's rows in Arrow batches. A failure of the input itself (a truncated gzip, an I/O
-    error) ends the unit with one `unreadable` row naming the file and the last line read, which
-    fails the whole ingest before anything is committed (`run_ingest`)."""
+    """The unit's rows in Arrow batches, later copies of a key dropped and counted (`_Combiner`).
+    A failure of the input itself (a truncated gzip, an I/O error) ends the unit with one
+    `unreadable` row naming the file and the last line read, which fails the whole ingest before
+    anything is committed (`run_ingest`)."""
+    combine = _Combiner(unit.path)
     buf: list[dict[str, Any]] = []
     rows = unit_rows(unit, ctx)
     last_line = None
@@ -275,10 +362,11 @@ def _to_batches(unit: Unit, ctx: Context, size: int = 8192) -> Iterator[pa.Recor
         last_line = row[_SOURCE][1]
         buf.append(row)
         if len(buf) >= size:
-            yield _batch(buf, ctx)
+            yield combine(_batch(buf, ctx))
             buf = []
     if buf:
-        yield _batch(buf, ctx)
+        yield combine(_batch(buf, ctx))
+    yield from combine.tail()
 
 
 # ---------------------------------------------------------------- planning (driver)
@@ -365,11 +453,15 @@ def run_ingest(lake: Lake, units: list[Unit], ctx: Context, files: list[str]) ->
         .mapInArrow(parse, spark_schema(PARSED_SCHEMA))
         .persist(StorageLevel.MEMORY_AND_DISK)
     )
-    source = F.coalesce(*(F.col(f"{t}.source_file") for t in _TARGETS))
+    # per file and target: records parsed, a `duplicates` row standing for the copies it counts
+    source = F.coalesce(*(F.col(f"{t.name}.source_file") for t in TARGETS), F.col(f"{DUPLICATES}.source_file"))
+    kind = F.coalesce(F.col(f"{DUPLICATES}.of"), F.col("target"))
+    records = F.coalesce(F.col(f"{DUPLICATES}.records"), F.lit(1))
     try:
         try:
             with _parse_progress(spark, len(units), ctx.source):
-                per_file = parsed.groupBy(source.alias("file"), "target").count().collect()
+                per_file = (parsed.groupBy(source.alias("file"), kind.alias("target"))
+                            .agg(F.sum(records).alias("count")).collect())
         except Exception as exc:  # not the input (that comes back as an `unreadable` row): Spark itself
             log.debug("the parse stage failed", exc_info=True)
             raise IngestError(f"reading the input failed, nothing was committed: {type(exc).__name__} in the "
@@ -382,24 +474,18 @@ def run_ingest(lake: Lake, units: list[Unit], ctx: Context, files: list[str]) ->
             raise IngestError(f"reading the input failed, nothing was committed: {'; '.join(sorted(reasons))}")
         report.records = counts
         report.per_file = _log_files(per_file, time.time() - t0, lake.cfg.quality.max_quarantine_share)
-        plans: list[tuple[str, TableSpec, list[str], str]] = [
-            ("quarantine", BRONZE_QUARANTINE, ["source_file", "source_line"], "ignore"),
-            ("review", BRONZE_REVIEWS, ["source_file", "source_line"], "ignore"),
-            ("product", BRONZE_PRODUCTS, ["title", "description_raw", "source_file"], "update"),
-            ("judgment", BRONZE_JUDGMENTS, ["source_file", "source_line"], "update"),
-        ]
-        for target, spec, order, when_matched in plans:
-            if not counts.get(target):
+        for t in TARGETS:
+            if not counts.get(t.name):
                 continue
-            rows = parsed.where(F.col("target") == target).select(f"{target}.*")
-            rows = _dedup(rows, spec.keys, order).persist(StorageLevel.MEMORY_AND_DISK)
+            rows = parsed.where(F.col("target") == t.name).select(f"{t.name}.*")
+            rows = _dedup(rows, t.spec.keys, list(t.order)).persist(StorageLevel.MEMORY_AND_DISK)
             try:
-                report.distinct[target] = rows.count()
-                result = lake.merge(spec, rows, when_matched=when_matched)
+                report.distinct[t.name] = rows.count()
+                result = lake.merge(t.spec, rows, when_matched=t.when_matched)
             finally:
                 rows.unpersist()
             log.info("%s", result)
-            report.written[spec.qualified_name] = (result.rows_written if result.committed else 0) or 0
+            report.written[t.spec.qualified_name] = (result.rows_written if result.committed else 0) or 0
     finally:
         parsed.unpersist()
     report.seconds = time.time() - t0

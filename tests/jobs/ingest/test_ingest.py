@@ -316,3 +316,45 @@ def test_a_row_arrow_cannot_store_becomes_its_records_quarantine_row():
     rows = _batch([good, bad], ctx).to_pylist()
     assert [r["target"] for r in rows] == ["review", "quarantine"]
     assert rows[1]["quarantine"]["source_line"] == 2 and "cannot be stored" in rows[1]["quarantine"]["reason"]
+
+
+def test_repeated_records_are_dropped_in_the_parse_tasks_and_counted_exactly(tmp_path, spark):
+    """A re-delivered feed: 40 records, each repeated within a split unit and across units. The parse
+    tasks drop a unit's later copies (`_Combiner`); the counts are those of every line, and each
+    stored row is its key's first line, as without the combine."""
+    records = [json.dumps(dict(GOOD_2023, user_id=f"U{i}")) for i in range(40)]
+    lines = [records[i % 40] for i in range(40)] + [records[i // 3] for i in range(120)]  # 160 lines
+    f = write_lines(tmp_path / "r.jsonl", lines)
+    lake = make_lake(tmp_path / "lake", spark, ingest__split_bytes="4096")
+    assert len(plan_jsonl_units(tmp_path / "r.jsonl", 4096)) > 3
+    report = ingest_reviews(lake, [f], DS)
+    assert (report.records["review"], report.distinct["review"], report.duplicates) == (160, 40, 120)
+    assert report.per_file == {str(tmp_path / "r.jsonl"): 160} and report.written["bronze.reviews"] == 40
+    stored = lake.read_pandas("bronze.reviews").sort_values("user_id")
+    assert sorted(stored.source_line) == list(range(1, 41))  # each key's first line
+
+
+def test_the_combiner_drops_a_units_later_copies_and_keeps_the_first_line(tmp_path):
+    from datetime import datetime, timezone
+
+    from jobs.ingest.job import DUPLICATES, Context, _to_batches
+
+    record = json.dumps(GOOD_2023)
+    f = write_lines(tmp_path / "r.jsonl", [record, json.dumps(dict(GOOD_2023, user_id="B")), record, "{bad", record])
+    ctx = Context("reviews", DS, datetime.now(timezone.utc), 100)
+    rows = [r for b in _to_batches(Unit(f, "jsonl"), ctx) for r in b.to_pylist()]
+    kept = [(r["target"], (r["review"] or r["quarantine"] or {}).get("source_line")) for r in rows]
+    assert kept == [("review", 1), ("review", 2), ("quarantine", 4), (DUPLICATES, None)]
+    assert rows[-1][DUPLICATES] == {"of": "review", "source_file": f, "records": 2}
+
+
+def test_past_its_key_limit_the_combiner_passes_copies_through():
+    import pyarrow as pa
+
+    from jobs.ingest.job import PARSED_SCHEMA, _Combiner
+
+    rows = [{"target": "review", "review": {"review_id": k, "source_line": i}} for i, k in enumerate("aabb", 1)]
+    batch = pa.RecordBatch.from_pylist(rows, schema=PARSED_SCHEMA)
+    combine = _Combiner("f.jsonl", max_keys=1)
+    assert combine(batch).column("review").field("source_line").to_pylist() == [1, 3, 4]  # only "a" remembered
+    assert combine.dropped["review"] == 1 and combine.tail()[0].column("duplicates").to_pylist()[0]["records"] == 1
