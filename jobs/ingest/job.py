@@ -275,64 +275,87 @@ def unit_rows(unit: Unit, ctx: Context) -> Iterator[dict[str, Any]]:
     return _csv_rows(unit, ctx, parse)
 
 
-def _batch(rows: list[dict[str, Any]], ctx: Context) -> pa.RecordBatch:
-    """Rows as one Arrow batch; a row with a value Arrow cannot store (an integer beyond 64 bits,
-    an unencodable string) becomes its record's quarantine row instead of failing the batch."""
-    try:
-        return pa.RecordBatch.from_pylist(rows, schema=PARSED_SCHEMA)
-    except (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError):
-        pass
+_UNSTORABLE = (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError)
+
+
+def _storable(rows: list[dict[str, Any]], ctx: Context) -> list[dict[str, Any]]:
+    """`rows`, each checked alone: a row with a value Arrow cannot store (an integer beyond 64 bits,
+    an unencodable string) becomes its record's quarantine row."""
     safe = []
     for row in rows:
         try:
             pa.RecordBatch.from_pylist([row], schema=PARSED_SCHEMA)
             safe.append(row)
-        except (pa.ArrowException, OverflowError, UnicodeError, TypeError, ValueError) as exc:
+        except _UNSTORABLE as exc:
             path, line, raw = row[_SOURCE]
             safe.append(_quarantine(ctx, path, line, raw, f"a value that cannot be stored ({type(exc).__name__}: {exc})"))
-    return pa.RecordBatch.from_pylist(safe, schema=PARSED_SCHEMA)
+    return safe
+
+
+def _batch(rows: list[dict[str, Any]], ctx: Context) -> pa.RecordBatch:
+    """Rows as one Arrow batch; a row with a value Arrow cannot store becomes its record's
+    quarantine row instead of failing the batch (`_storable`)."""
+    try:
+        return pa.RecordBatch.from_pylist(rows, schema=PARSED_SCHEMA)
+    except _UNSTORABLE:
+        return pa.RecordBatch.from_pylist(_storable(rows, ctx), schema=PARSED_SCHEMA)
 
 
 class _Combiner:
     """A map-side combine for one unit: a copy of a key the unit has already passed on is dropped
-    before it reaches Spark, and counted. A feed that re-delivers records otherwise sends every copy
-    through Arrow-to-row conversion, the cache and the de-duplicating shuffle, which are JVM work that
-    scales worse than the parse itself.
+    before it is converted to Arrow or reaches Spark, and counted. A feed that re-delivers records
+    otherwise sends every copy through Arrow, Arrow-to-row conversion, the cache and the
+    de-duplicating shuffle.
 
     Only targets whose stored row is a key's first line (`Target.first_line_wins`): a unit's lines
-    increase, so a dropped copy is never the one stored. It runs on validated batches, so a row that
-    became its record's quarantine row is not a copy of anything. The driver still de-duplicates
-    across units and files. `tail` gives one `duplicates` row per target that dropped copies, which
-    the driver adds to the record counts. At most `max_keys` keys are remembered per target; beyond
-    that, copies pass through to the driver's de-duplication."""
+    increase, so a dropped copy is never the one stored. A key counts as passed on only once its
+    row is stored in a batch: when a batch holds a row Arrow cannot store, its rows are checked one
+    by one first (`_storable`), so a record that became a quarantine row is not a copy of anything.
+    Copies are dropped unchecked, as the driver's de-duplication would drop them (a review's key is
+    a hash of its whole record, so its copies are stored or quarantined alike).
+    The driver still de-duplicates across units and files. `tail` gives one `duplicates` row per
+    target that dropped copies, which the driver adds to the record counts. At most `max_keys` keys
+    are remembered per target; beyond that, copies pass through to the driver's de-duplication."""
 
     def __init__(self, path: str, max_keys: int = 1_000_000):
         self.path = path
         self.max_keys = max_keys
-        self.targets = [t for t in TARGETS if t.first_line_wins]
-        self.seen: dict[str, set[tuple]] = {t.name: set() for t in self.targets}
-        self.dropped: dict[str, int] = {t.name: 0 for t in self.targets}
+        self.targets = {t.name: t for t in TARGETS if t.first_line_wins}
+        self.seen: dict[str, set[tuple]] = {name: set() for name in self.targets}
+        self.dropped: dict[str, int] = {name: 0 for name in self.targets}
 
-    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        kinds = batch.column("target").to_pylist()
-        keep = [True] * len(kinds)
-        present = set(kinds)
-        for t in self.targets:
-            if t.name not in present:
-                continue
-            seen = self.seen[t.name]
-            struct = batch.column(t.name)
-            columns = [struct.field(k).to_pylist() for k in t.spec.keys]
-            for i, kind in enumerate(kinds):
-                if kind != t.name:
+    def batch(self, rows: list[dict[str, Any]], ctx: Context) -> pa.RecordBatch:
+        """`rows` as one Arrow batch, without the copies of keys this unit has passed on."""
+        fresh, keys, dropped = self._fresh(rows)
+        try:
+            batch = pa.RecordBatch.from_pylist(fresh, schema=PARSED_SCHEMA)
+        except _UNSTORABLE:
+            fresh, keys, dropped = self._fresh(_storable(rows, ctx))
+            batch = pa.RecordBatch.from_pylist(fresh, schema=PARSED_SCHEMA)
+        for name, new in keys.items():
+            seen = self.seen[name]
+            seen.update(list(new)[: max(0, self.max_keys - len(seen))])
+            self.dropped[name] += dropped[name]
+        return batch
+
+    def _fresh(self, rows: list[dict[str, Any]]):
+        """The rows that are no copy of a passed-on key (nor of an earlier row of `rows`), the new
+        keys per target, and the copies dropped per target; nothing is remembered yet."""
+        keys: dict[str, dict[tuple, None]] = {name: {} for name in self.targets}  # insertion-ordered
+        dropped = dict.fromkeys(self.targets, 0)
+        fresh = []
+        for row in rows:
+            t = self.targets.get(row["target"])
+            if t is not None:
+                values = row[t.name]
+                key = tuple(values.get(k) for k in t.spec.keys)
+                if key in keys[t.name] or key in self.seen[t.name]:
+                    dropped[t.name] += 1
                     continue
-                key = tuple(c[i] for c in columns)
-                if key in seen:
-                    keep[i] = False
-                    self.dropped[t.name] += 1
-                elif len(seen) < self.max_keys:
-                    seen.add(key)
-        return batch if all(keep) else batch.filter(pa.array(keep))
+                if len(self.seen[t.name]) + len(keys[t.name]) < self.max_keys:
+                    keys[t.name][key] = None
+            fresh.append(row)
+        return fresh, keys, dropped
 
     def tail(self) -> list[pa.RecordBatch]:
         rows = [{"target": DUPLICATES, DUPLICATES: {"of": name, "source_file": self.path, "records": n}}
@@ -362,10 +385,10 @@ def _to_batches(unit: Unit, ctx: Context, size: int = 8192) -> Iterator[pa.Recor
         last_line = row[_SOURCE][1]
         buf.append(row)
         if len(buf) >= size:
-            yield combine(_batch(buf, ctx))
+            yield combine.batch(buf, ctx)
             buf = []
     if buf:
-        yield combine(_batch(buf, ctx))
+        yield combine.batch(buf, ctx)
     yield from combine.tail()
 
 

@@ -349,12 +349,30 @@ def test_the_combiner_drops_a_units_later_copies_and_keeps_the_first_line(tmp_pa
 
 
 def test_past_its_key_limit_the_combiner_passes_copies_through():
-    import pyarrow as pa
+    from datetime import datetime, timezone
 
-    from jobs.ingest.job import PARSED_SCHEMA, _Combiner
+    from jobs.ingest.job import _SOURCE, Context, _Combiner
 
-    rows = [{"target": "review", "review": {"review_id": k, "source_line": i}} for i, k in enumerate("aabb", 1)]
-    batch = pa.RecordBatch.from_pylist(rows, schema=PARSED_SCHEMA)
+    ctx = Context("reviews", DS, datetime.now(timezone.utc), 100)
+    rows = [{"target": "review", "review": {"review_id": k, "source_line": i}, _SOURCE: ("f.jsonl", i, b"{}")}
+            for i, k in enumerate("aabb", 1)]
     combine = _Combiner("f.jsonl", max_keys=1)
-    assert combine(batch).column("review").field("source_line").to_pylist() == [1, 3, 4]  # only "a" remembered
-    assert combine.dropped["review"] == 1 and combine.tail()[0].column("duplicates").to_pylist()[0]["records"] == 1
+    assert combine.batch(rows, ctx).column("review").field("source_line").to_pylist() == [1, 3, 4]  # "a" only
+    assert combine.batch(rows[:1], ctx).num_rows == 0  # "a" is remembered across batches
+    assert combine.dropped["review"] == 2 and combine.tail()[0].column("duplicates").to_pylist()[0]["records"] == 2
+
+
+def test_a_copy_of_a_row_arrow_cannot_store_is_quarantined_too():
+    """The first copy becomes a quarantine row, so it passed nothing on: the second is checked and
+    quarantined with its own line, as without the combine."""
+    from datetime import datetime, timezone
+
+    from jobs.ingest.job import _SOURCE, Context, _Combiner
+
+    ctx = Context("reviews", DS, datetime.now(timezone.utc), 100)
+    bad = {"review_id": "r2", "text": "x \ud83d"}
+    rows = [{"target": "review", "review": dict(bad), _SOURCE: ("f.jsonl", i, b"{}")} for i in (1, 2)]
+    rows.append({"target": "review", "review": {"review_id": "r3", "text": "ok"}, _SOURCE: ("f.jsonl", 3, b"{}")})
+    out = _Combiner("f.jsonl").batch(rows, ctx).to_pylist()
+    kinds = [(r["target"], r["quarantine"]["source_line"] if r["quarantine"] else r["review"]["review_id"]) for r in out]
+    assert kinds == [("quarantine", 1), ("quarantine", 2), ("review", "r3")]
