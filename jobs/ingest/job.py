@@ -292,15 +292,6 @@ def _storable(rows: list[dict[str, Any]], ctx: Context) -> list[dict[str, Any]]:
     return safe
 
 
-def _batch(rows: list[dict[str, Any]], ctx: Context) -> pa.RecordBatch:
-    """Rows as one Arrow batch; a row with a value Arrow cannot store becomes its record's
-    quarantine row instead of failing the batch (`_storable`)."""
-    try:
-        return pa.RecordBatch.from_pylist(rows, schema=PARSED_SCHEMA)
-    except _UNSTORABLE:
-        return pa.RecordBatch.from_pylist(_storable(rows, ctx), schema=PARSED_SCHEMA)
-
-
 class _Combiner:
     """A map-side combine for one unit: a copy of a key the unit has already passed on is dropped
     before it is converted to Arrow or reaches Spark, and counted. A feed that re-delivers records

@@ -308,12 +308,12 @@ def test_a_row_arrow_cannot_store_becomes_its_records_quarantine_row():
     in an already-parsed row) quarantines its record, not the batch."""
     from datetime import datetime, timezone
 
-    from jobs.ingest.job import _SOURCE, Context, _batch
+    from jobs.ingest.job import _SOURCE, Context, _Combiner
 
     ctx = Context("reviews", DS, datetime.now(timezone.utc), 100)
     good = {"target": "review", "review": {"review_id": "r1", "text": "fine"}, _SOURCE: ("f.jsonl", 1, b"{}")}
     bad = {"target": "review", "review": {"review_id": "r2", "text": "x \ud83d"}, _SOURCE: ("f.jsonl", 2, b'{"x": 1}')}
-    rows = _batch([good, bad], ctx).to_pylist()
+    rows = _Combiner("f.jsonl").batch([good, bad], ctx).to_pylist()
     assert [r["target"] for r in rows] == ["review", "quarantine"]
     assert rows[1]["quarantine"]["source_line"] == 2 and "cannot be stored" in rows[1]["quarantine"]["reason"]
 
