@@ -70,3 +70,18 @@ def mode_share(values) -> float:
 
     values = list(values)
     return Counter(values).most_common(1)[0][1] / len(values) if values else float("nan")
+
+
+MIN_DIFFERING_PAIRS = 6  # fewer pairs that differ cannot reach p < 0.05 in a signed-rank test
+
+
+def paired_p_value(a, b) -> float:
+    """Two-sided p-value of the Wilcoxon signed-rank test (scipy) that per-row values `a` and `b`
+    of the same rows differ; rows where they are equal are left out. NaN when fewer than
+    MIN_DIFFERING_PAIRS rows differ: too few to test."""
+    import numpy as np
+    from scipy.stats import wilcoxon
+
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    diff = diff[np.isfinite(diff) & (diff != 0)]
+    return float(wilcoxon(diff).pvalue) if len(diff) >= MIN_DIFFERING_PAIRS else float("nan")

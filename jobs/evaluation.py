@@ -99,11 +99,12 @@ def signal_table(metrics: pd.DataFrame) -> pd.DataFrame:
             counts = dict(zip(g.metric, g.n))
             for s in job.signals:
                 value, ref, verdict = s.verdict(values)
+                p = values.get(s.p_value, float("nan")) if s.p_value else float("nan")
                 rows.append({"task": job.name, "adapter_version": adapter, "question": s.question, "metric": s.metric,
                              "value": value, "baseline": s.baseline or f"threshold {s.threshold:g}", "baseline_value": ref,
-                             "n": int(counts.get(s.metric, 0)), "verdict": verdict})
+                             "p": p, "n": int(counts.get(s.metric, 0)), "verdict": verdict})
     return pd.DataFrame(rows, columns=["task", "adapter_version", "question", "metric", "value", "baseline",
-                                       "baseline_value", "n", "verdict"])
+                                       "baseline_value", "p", "n", "verdict"])
 
 
 def evaluate_generation(lake: Lake, ds: str) -> str:

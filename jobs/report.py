@@ -104,8 +104,7 @@ def paired_ndcg_tests(scores: pd.DataFrame, k: int = 5) -> pd.DataFrame:
     """The variant with the best mean NDCG@k against each other one on the queries both ranked:
     the mean per-query difference, how many queries differ, and the two-sided p-value of the
     Wilcoxon signed-rank test (scipy) over those per-query differences."""
-    from scipy.stats import wilcoxon
-
+    from generator.metrics import paired_p_value
     from ranker.metrics import Judged, ndcg_per_query
 
     if scores.empty:
@@ -116,9 +115,10 @@ def paired_ndcg_tests(scores: pd.DataFrame, k: int = 5) -> pd.DataFrame:
     rows = []
     for other in sorted(set(per) - {best}):
         shared = sorted(set(per[best]) & set(per[other]))
-        diff = np.array([per[best][q] - per[other][q] for q in shared])
+        mine, theirs = np.array([per[best][q] for q in shared]), np.array([per[other][q] for q in shared])
+        diff = mine - theirs
         differ = int(np.sum(diff != 0))
-        p = float(wilcoxon(diff[diff != 0]).pvalue) if differ >= 6 else float("nan")  # too few to test
+        p = paired_p_value(mine, theirs)
         rows.append({"best": best, "vs": other, "queries": len(shared), "queries that differ": differ,
                      f"mean NDCG@{k} difference": float(diff.mean()) if len(diff) else float("nan"), "p (Wilcoxon)": p})
     return pd.DataFrame(rows)
@@ -227,7 +227,9 @@ def sample_outputs(lake: Lake, ds: str, n: int = 2, chars: int = 180) -> list[st
 def signal_section(lake: Lake, ds: str, folder: Path) -> list[str]:
     """'Does this feature carry signal?': one line per declared signal (jobs/features), with the
     plots a person would rather look at."""
+    from generator.metrics import MIN_DIFFERING_PAIRS
     from jobs.evaluation import signal_table
+    from jobs.features.spec import SIGNIFICANCE
 
     md = ["## Signal: does each feature carry signal against ground truth?\n\n"]
     all_days = lake.read_pandas(T.EVAL_GENERATION_METRICS)
@@ -238,7 +240,10 @@ def signal_section(lake: Lake, ds: str, folder: Path) -> list[str]:
         return md
     md.append(_table(table, "{:.3f}"))
     md.append("\nGround truth: each selected user's held-out review (`silver.review_split`), never seen by "
-              "generation. `not measured`: no row with ground truth for that generator.\n\n")
+              "generation. `p`: two-sided Wilcoxon signed-rank test of the feature against the baseline on "
+              f"the same rows; `not significant`: better than the baseline on these rows, but p >= {SIGNIFICANCE:g} "
+              f"(or fewer than {MIN_DIFFERING_PAIRS} rows differ). `not measured`: no row with ground truth for that "
+              "generator.\n\n")
     for name, plot in (("predicted vs actual rating", rating_plot), ("suitability by actual rating", suitability_plot)):
         path = plot(lake, folder, ds)
         if path:

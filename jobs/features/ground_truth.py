@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from generator.metrics import mode_share, spearman
+from generator.metrics import mode_share, paired_p_value, spearman
 from jobs.features.spec import MetricRow
 from jobs.lake import Lake
 from jobs.lake import tables as T
@@ -54,9 +54,18 @@ def _errors(prefix: str, predicted: pd.Series, actual: pd.Series) -> list[Metric
     return [(f"{prefix}mae", float(np.abs(e).mean()), n), (f"{prefix}rmse", float(np.sqrt((e**2).mean())), n)]
 
 
+def _baseline_errors(name: str, baseline: pd.Series, predicted: pd.Series, actual: pd.Series) -> list[MetricRow]:
+    """A baseline's MAE and RMSE, and `<name>_mae_p`: the p-value of the paired test that its
+    absolute errors and the prediction's differ (`generator.metrics.paired_p_value`)."""
+    a = actual.astype(float).to_numpy()
+    p = paired_p_value(np.abs(predicted.astype(float).to_numpy() - a), np.abs(baseline.astype(float).to_numpy() - a))
+    return _errors(f"{name}_", baseline, actual) + [(f"{name}_mae_p", p, len(a))]
+
+
 def rating_metrics(pred: pd.DataFrame, all_reviews: pd.DataFrame, column: str = "predicted_rating") -> list[MetricRow]:
     """Rating prediction against the actual rating, beside the baselines on the same pairs:
-    MAE, RMSE, Spearman; global-mean, user-mean and item-mean (leave-one-out) errors; and the share
+    MAE, RMSE, Spearman; global-mean, user-mean and item-mean (leave-one-out) errors, each with the
+    p-value of the paired test against the prediction's errors (`<name>_mae_p`); and the share
     of the most common predicted value next to the actual ratings' (a predictor that says one value
     everywhere carries no signal however small its error)."""
     p = pred.dropna(subset=["actual_rating"]).reset_index(drop=True)
@@ -69,10 +78,10 @@ def rating_metrics(pred: pd.DataFrame, all_reviews: pd.DataFrame, column: str = 
     pair_sum = p.merge(all_reviews.groupby(["user_id", "product_id"])["rating"].agg(["sum", "count"]).reset_index(),
                        on=["user_id", "product_id"], how="left")
     global_loo = (total - pair_sum["sum"].fillna(0)) / (count - pair_sum["count"].fillna(0))
-    rows += _errors("global_mean_", global_loo, actual)
+    rows += _baseline_errors("global_mean", global_loo, p[column], actual)
     for key, name in (("user_id", "user_mean"), ("product_id", "item_mean")):
         b = p.merge(leave_one_out_means(all_reviews, key), on=["user_id", "product_id"], how="left")
-        rows += _errors(f"{name}_", b["baseline"].fillna(global_loo), actual)  # no other review: global mean
+        rows += _baseline_errors(name, b["baseline"].fillna(global_loo), p[column], actual)  # no other review: global mean
     rows += [("mode_share", mode_share(p[column].round()), len(p)), ("actual_mode_share", mode_share(actual.round()), len(p))]
     return rows
 
@@ -102,7 +111,8 @@ def topk_metrics(pred: pd.DataFrame, split: pd.DataFrame, k: int = TOPK) -> list
     candidates are that product and the user's predicted products they never reviewed (those
     without an `actual_rating`); they are ranked by `predicted_rating_expected`, by popularity (train
     reviews of the product) and by the item's train mean rating (ties: product id, as
-    `ranker.metrics`). NDCG@k and Recall@k of the held-out product, averaged over those users;
+    `ranker.metrics`). NDCG@k and Recall@k of the held-out product, averaged over those users, and
+    per baseline ordering the p-value of the paired test of its NDCG@k against the prediction's;
     nothing when no user qualifies."""
     from ranker.metrics import ndcg_at_k, rank_items
 
@@ -130,4 +140,7 @@ def topk_metrics(pred: pd.DataFrame, split: pd.DataFrame, k: int = TOPK) -> list
         if values:
             rows += [(f"{name}topk_ndcg@{k}", float(np.mean([v[0] for v in values])), len(values)),
                      (f"{name}topk_recall@{k}", float(np.mean([v[1] for v in values])), len(values))]
+        if name and values:  # a baseline ordering: the paired test of its NDCG against the prediction's, per user
+            rows.append((f"{name}topk_ndcg@{k}_p", paired_p_value([v[0] for v in found[""]], [v[0] for v in values]),
+                         len(values)))
     return rows

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from generator.metrics import rouge_l
+from generator.metrics import paired_p_value, rouge_l
 from jobs.features import ground_truth
 from jobs.features.selection import selected_pairs, selected_users
 from jobs.features.spec import FeatureJob, MetricRow, Seed, Signal, TextColumn
@@ -57,7 +57,8 @@ def _inputs(lake: Lake):
 
 
 def rewrite_metrics(lake: Lake, rows: pd.DataFrame) -> list[MetricRow]:
-    """ROUGE-L and MiniLM cosine of the rewrite and of the generic text against the user's actual review."""
+    """ROUGE-L and MiniLM cosine of the rewrite and of the generic text against the user's actual
+    review, each with the p-value of the paired test that the two differ."""
     from generator.retrieval import embed
 
     truth = ground_truth.pair_truth(lake, rows[["user_id", "product_id"]])["actual_review"]
@@ -70,9 +71,11 @@ def rewrite_metrics(lake: Lake, rows: pd.DataFrame) -> list[MetricRow]:
     generic = [rouge_l(c, r) for c, r in zip(rows.loc[known, "generic_text"], ref)]
     vecs = embed([*ref, *rows.loc[known, "personalized_text"], *rows.loc[known, "generic_text"]])
     truth_v, personal_v, generic_v = vecs[:n], vecs[n : 2 * n], vecs[2 * n :]
+    personal_cos, generic_cos = (personal_v * truth_v).sum(1), (generic_v * truth_v).sum(1)
     return [("rouge_l_vs_review", float(np.mean(personal)), n), ("generic_rouge_l_vs_review", float(np.mean(generic)), n),
-            ("cosine_vs_review", float(np.mean((personal_v * truth_v).sum(1))), n),
-            ("generic_cosine_vs_review", float(np.mean((generic_v * truth_v).sum(1))), n)]
+            ("rouge_l_vs_review_p", paired_p_value(personal, generic), n),
+            ("cosine_vs_review", float(np.mean(personal_cos)), n), ("generic_cosine_vs_review", float(np.mean(generic_cos)), n),
+            ("cosine_vs_review_p", paired_p_value(personal_cos, generic_cos), n)]
 
 
 REWRITES = FeatureJob(
@@ -84,9 +87,9 @@ REWRITES = FeatureJob(
     texts=(TextColumn("personalized_text"),),
     echo=(r"generic text\s*:", r"past reviews\s*:"),
     metrics=rewrite_metrics,
-    signals=(Signal("rouge_l_vs_review", "higher", baseline="generic_rouge_l_vs_review",
+    signals=(Signal("rouge_l_vs_review", "higher", baseline="generic_rouge_l_vs_review", p_value="rouge_l_vs_review_p",
                     question="is the rewrite closer to the user's own review than the generic text, in words?"),
-             Signal("cosine_vs_review", "higher", baseline="generic_cosine_vs_review",
+             Signal("cosine_vs_review", "higher", baseline="generic_cosine_vs_review", p_value="cosine_vs_review_p",
                     question="... and in meaning (MiniLM cosine)?")),
 )
 

@@ -45,12 +45,17 @@ class ScoreColumn:
             raise ValueError(f"score column {self.name}: low {self.low} must be below high {self.high}")
 
 
+SIGNIFICANCE = 0.05  # a win over a baseline with a paired test counts when p is below this
+
+
 @dataclass(frozen=True)
 class Signal:
     """One line of the signal table: a ground-truth metric of the job, and what it must beat.
 
     `baseline` names another metric of the same rows (e.g. `user_mean_mae`), or is None to compare
-    with `threshold`. `better` says which direction wins."""
+    with `threshold`. `better` says which direction wins. `p_value` names a metric holding the
+    p-value of a paired test of the two on the same rows: a win with p >= SIGNIFICANCE, or with too
+    few rows to test, is `not significant`, not `signal`."""
 
     metric: str
     better: Literal["lower", "higher"]
@@ -58,10 +63,12 @@ class Signal:
     threshold: float | None = None
     question: str = ""  # what the line answers, for the report
     margin: float = 0.0  # "lower" also passes up to baseline + margin ("higher": down to baseline - margin)
+    p_value: str | None = None  # the metric holding the paired test's p-value (needs `baseline`)
 
     def verdict(self, metrics: dict[str, float]) -> tuple[float | None, float | None, str]:
-        """(value, what it is compared with, verdict): `signal`, `no signal`, or `not measured`
-        when the metric or its baseline was not computed (no rows with ground truth)."""
+        """(value, what it is compared with, verdict): `signal`, `not significant` (a win the
+        paired test does not support), `no signal`, or `not measured` when the metric or its
+        baseline was not computed (no rows with ground truth)."""
         import math
 
         value = metrics.get(self.metric)
@@ -69,11 +76,19 @@ class Signal:
         if value is None or ref is None or math.isnan(value) or math.isnan(ref):
             return value, ref, "not measured"
         ok = value < ref + self.margin if self.better == "lower" else value > ref - self.margin
-        return value, ref, "signal" if ok else "no signal"
+        if not ok:
+            return value, ref, "no signal"
+        if self.p_value is not None:
+            p = metrics.get(self.p_value)
+            if p is None or math.isnan(p) or p >= SIGNIFICANCE:
+                return value, ref, "not significant"
+        return value, ref, "signal"
 
     def __post_init__(self) -> None:
         if (self.baseline is None) == (self.threshold is None):
             raise ValueError(f"signal {self.metric}: give exactly one of baseline or threshold")
+        if self.p_value is not None and self.baseline is None:
+            raise ValueError(f"signal {self.metric}: a p_value compares with a baseline; this one has a threshold")
 
 
 @dataclass(frozen=True)

@@ -137,3 +137,42 @@ def test_paired_ndcg_test_names_the_best_variant_and_whether_its_lead_is_real():
     assert out.loc["same", "queries that differ"] == 0 and pd.isna(out.loc["same", "p (Wilcoxon)"])
     counts = pd.DataFrame([{"metric": "ndcg@5", "split": s, "n_queries": n} for s, n in (("all", 43), ("head", 18))])
     assert queries_per_split(counts).to_dict("records") == [{"all": 43, "head": 18}]
+
+
+def test_paired_p_value_is_scipys_wilcoxon_on_the_rows_that_differ():
+    from scipy.stats import wilcoxon
+
+    from generator.metrics import paired_p_value
+
+    a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 0.5]
+    b = [0.0, 0.5, 1.0, 2.5, 1.0, 2.0, 7.0, 1.0]  # one tie (7 = 7) is left out
+    diff = [x - y for x, y in zip(a, b) if x != y]
+    assert paired_p_value(a, b) == pytest.approx(wilcoxon(diff).pvalue)
+    assert paired_p_value([1, 2, 3], [0, 0, 0]) != paired_p_value([1, 2, 3], [0, 0, 0])  # NaN: 3 rows cannot be tested
+
+
+@pytest.mark.parametrize("p, verdict", [(0.01, "signal"), (0.2, "not significant"), (float("nan"), "not significant")])
+def test_a_win_the_paired_test_does_not_support_is_not_significant(p, verdict):
+    from jobs.features.spec import Signal
+
+    s = Signal("mae", "lower", baseline="user_mean_mae", p_value="user_mean_mae_p")
+    assert s.verdict({"mae": 0.3, "user_mean_mae": 0.4, "user_mean_mae_p": p})[2] == verdict
+    # a loss is no signal whatever the test says; a missing baseline is not measured
+    assert s.verdict({"mae": 0.5, "user_mean_mae": 0.4, "user_mean_mae_p": 0.001})[2] == "no signal"
+    assert s.verdict({"mae": 0.3})[2] == "not measured"
+    with pytest.raises(ValueError, match="p_value compares with a baseline"):
+        Signal("spearman", "higher", threshold=0.0, p_value="x")
+
+
+def test_rating_baselines_carry_the_paired_tests_p_value():
+    from generator.metrics import paired_p_value
+
+    # ten pairs; the user's other review says 3 for every pair, the prediction is right on 8 of them
+    reviews = pd.DataFrame({"user_id": [f"u{i}" for i in range(10) for _ in (0, 1)],
+                            "product_id": [p for i in range(10) for p in (f"a{i}", f"b{i}")],
+                            "rating": [5.0, 3.0] * 10})
+    pred = pd.DataFrame({"user_id": [f"u{i}" for i in range(10)], "product_id": [f"a{i}" for i in range(10)],
+                         "predicted_rating": [5] * 8 + [4, 4], "actual_rating": [5.0] * 10})
+    m = {name: v for name, v, _ in rating_metrics(pred, reviews)}
+    assert m["user_mean_mae"] == pytest.approx(2.0) and m["mae"] == pytest.approx(0.2)
+    assert m["user_mean_mae_p"] == pytest.approx(paired_p_value([0] * 8 + [1, 1], [2] * 10)) and m["user_mean_mae_p"] < 0.05
