@@ -4,6 +4,8 @@ step-by-step reasoning followed by a 1-5 rating prediction for (user, product).
 Only train reviews feed preferences and profiles (`silver.review_split`), so a held-out pair's
 actual rating is ground truth the prediction never saw. The prediction must beat the baselines a
 recommender would otherwise use on the same pairs (global, user and item means, leave-one-out).
+A profile must describe its owner: it is closer to the owner's held-out reviews than the other
+profiles are (`ground_truth.owner_match_metrics`).
 
 The seed's second use, top-k reranking: with `generation.rerank_candidates`, ratings are also
 predicted for products each user never reviewed (`selection.candidate_pairs`), and the signal table
@@ -116,6 +118,21 @@ def _profile_inputs(key: str):
     return build
 
 
+def _profile_metrics(key: str):
+    def metrics(lake: Lake, rows: pd.DataFrame) -> list[MetricRow]:
+        texts = rows.drop_duplicates(key).set_index(key)["profile"]
+        return ground_truth.owner_match_metrics(texts, ground_truth.heldout_reviews(lake, key), key)
+
+    return metrics
+
+
+def _profile_signals(owner: str) -> tuple[Signal, ...]:
+    return (Signal("own_cosine", "higher", baseline="other_cosine", p_value="own_cosine_p",
+                   question=f"is a profile closer to its {owner}'s held-out reviews than other {owner}s' profiles are?"),
+            Signal("own_top_share", "higher", baseline="chance_top_share", p_value="own_top_share_p",
+                   question="... is it the closest of all more often than chance?"))
+
+
 USER_PROFILES = FeatureJob(
     key="user_profiles",
     generation=GenerationJob("exp3rt_user_profile", T.GOLD_USER_PROFILES, ("user_id",), ("prefs", "subject"),
@@ -124,6 +141,8 @@ USER_PROFILES = FeatureJob(
     reads=("preferences",),
     texts=(TextColumn("profile"),),
     echo=(r"^\s*-?\s*likes\s*:",),
+    metrics=_profile_metrics("user_id"),
+    signals=_profile_signals("user"),
 )
 ITEM_PROFILES = FeatureJob(
     key="item_profiles",
@@ -133,6 +152,8 @@ ITEM_PROFILES = FeatureJob(
     reads=("preferences",),
     texts=(TextColumn("profile"),),
     echo=(r"^\s*-?\s*likes\s*:",),
+    metrics=_profile_metrics("product_id"),
+    signals=_profile_signals("product"),
 )
 
 

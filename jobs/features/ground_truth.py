@@ -144,3 +144,52 @@ def topk_metrics(pred: pd.DataFrame, split: pd.DataFrame, k: int = TOPK) -> list
             rows.append((f"{name}topk_ndcg@{k}_p", paired_p_value([v[0] for v in found[""]], [v[0] for v in values]),
                          len(values)))
     return rows
+
+
+# Held-out reviews per owner a description is measured against (bounded: a popular product has
+# hundreds, and a few dozen already decide the paired test).
+MAX_HELDOUT_PER_OWNER = 20
+
+
+def heldout_reviews(lake: Lake, key: str) -> pd.DataFrame:
+    """(`key`, review): the held-out reviews of the newest split, at most MAX_HELDOUT_PER_OWNER per
+    `key` (user_id or product_id), first by review_id."""
+    split = lake.read_pandas(T.SILVER_REVIEW_SPLIT, ["review_id", key, "split", "ds"])
+    held = split[(split.ds == split.ds.max()) & (split.split == "heldout")]
+    held = held.sort_values([key, "review_id"]).groupby(key).head(MAX_HELDOUT_PER_OWNER)
+    r = lake.read_pandas(T.BRONZE_REVIEWS, ["review_id", "title", "text"]).drop_duplicates("review_id")
+    r["review"] = (r["title"].fillna("") + ". " + r["text"].fillna("")).str.strip(". ")
+    return held.merge(r[["review_id", "review"]], on="review_id")[[key, "review"]]
+
+
+def owner_match_metrics(texts: pd.Series, heldout: pd.DataFrame, key: str) -> list[MetricRow]:
+    """Does a description (a profile) describe its owner? `texts` is indexed by owner (`key`),
+    `heldout` holds (`key`, review) rows no description was made from. For each held-out review of
+    an owner with a description: the MiniLM cosine with its owner's description (`own_cosine`)
+    against the mean cosine with every other owner's description (`other_cosine`), the paired
+    test's p-value (`own_cosine_p`), and `own_top_share`: how often the owner's description is the
+    closest of all (chance: 1 / number of owners, `chance_top_share`; `own_top_share_p` is the
+    one-sided binomial test against chance). A description that says nothing about its owner
+    ("The user profile is a summary of the preferences") is no closer to the owner's reviews than
+    anyone else's is."""
+    from scipy.stats import binomtest
+
+    from generator.retrieval import embed
+
+    texts = texts.dropna()
+    held = heldout[heldout[key].isin(texts.index)]
+    if len(texts) < 2 or held.empty:
+        return []
+    owners = list(texts.index)
+    at = {o: i for i, o in enumerate(owners)}
+    vecs = embed([*texts.tolist(), *held["review"].tolist()])
+    sims = vecs[len(owners):] @ vecs[: len(owners)].T  # (held-out review, description)
+    mine = np.array([at[o] for o in held[key]])
+    own = sims[np.arange(len(held)), mine]
+    other = (sims.sum(1) - own) / (len(owners) - 1)
+    top = int((sims.argmax(1) == mine).sum())
+    n = len(held)
+    return [("own_cosine", float(own.mean()), n), ("other_cosine", float(other.mean()), n),
+            ("own_cosine_p", paired_p_value(own, other), n), ("own_top_share", top / n, n),
+            ("chance_top_share", 1.0 / len(owners), n),
+            ("own_top_share_p", float(binomtest(top, n, 1.0 / len(owners), alternative="greater").pvalue), n)]

@@ -54,8 +54,8 @@ class Signal:
 
     `baseline` names another metric of the same rows (e.g. `user_mean_mae`), or is None to compare
     with `threshold`. `better` says which direction wins. `p_value` names a metric holding the
-    p-value of a paired test of the two on the same rows: a win with p >= SIGNIFICANCE, or with too
-    few rows to test, is `not significant`, not `signal`."""
+    p-value of a test of the two on the same rows (paired, or binomial against chance): a win with
+    p >= SIGNIFICANCE, or with too few rows to test, is `not significant`, not `signal`."""
 
     metric: str
     better: Literal["lower", "higher"]

@@ -176,3 +176,37 @@ def test_rating_baselines_carry_the_paired_tests_p_value():
     m = {name: v for name, v, _ in rating_metrics(pred, reviews)}
     assert m["user_mean_mae"] == pytest.approx(2.0) and m["mae"] == pytest.approx(0.2)
     assert m["user_mean_mae_p"] == pytest.approx(paired_p_value([0] * 8 + [1, 1], [2] * 10)) and m["user_mean_mae_p"] < 0.05
+
+
+def test_a_profile_that_describes_its_owner_is_closer_to_their_held_out_reviews():
+    """`owner_match_metrics` (real MiniLM): profiles in the owners' words win against every other
+    profile; profiles that describe the task instead of the owner (as SmolLM2 wrote on the demo)
+    do not, and the paired test and the binomial test against chance say so."""
+    from jobs.features.ground_truth import owner_match_metrics
+    from jobs.features.spec import Signal
+
+    topics = {"u1": ("shampoo for dry curly hair", "This shampoo keeps my dry curls soft."),
+              "u2": ("dark red matte lipstick", "The matte lipstick is a deep red and lasts."),
+              "u3": ("unscented sunscreen for sensitive skin", "Sunscreen without scent, no rash on my skin."),
+              "u4": ("long-lasting vanilla perfume", "The vanilla perfume lasts all day."),
+              "u5": ("electric toothbrush with soft bristles", "Soft bristles on this electric toothbrush."),
+              "u6": ("nail polish that does not chip", "This polish never chips on my nails.")}
+    held = pd.DataFrame([(u, review + extra) for u, (_, review) in topics.items()
+                         for extra in ("", " Would buy again.", " Arrived quickly.")], columns=["user_id", "review"])
+    good = pd.Series({u: f"Liked: {p}. Disliked: none." for u, (p, _) in topics.items()})
+    meta = pd.Series({u: f"The user profile is a summary of the preferences provided by {n} reviews."
+                      for n, u in enumerate(topics, 2)})
+    signals = (Signal("own_cosine", "higher", baseline="other_cosine", p_value="own_cosine_p"),
+               Signal("own_top_share", "higher", baseline="chance_top_share", p_value="own_top_share_p"))
+
+    m = {k: v for k, v, n in owner_match_metrics(good, held, "user_id")}
+    assert m["own_top_share"] == 1.0 and m["chance_top_share"] == pytest.approx(1 / 6)
+    assert m["own_cosine"] > m["other_cosine"] + 0.2 and m["own_cosine_p"] < 0.05 and m["own_top_share_p"] < 0.05
+    assert [s.verdict(m)[2] for s in signals] == ["signal", "signal"]
+    m = {k: v for k, v, n in owner_match_metrics(meta, held, "user_id")}
+    assert [s.verdict(m)[2] for s in signals] != ["signal", "signal"]
+    assert abs(m["own_cosine"] - m["other_cosine"]) < 0.05
+    # an owner without held-out reviews is a candidate, never a row; one profile alone is not measured
+    rows = owner_match_metrics(pd.concat([good, pd.Series({"u7": "Liked: hair dryer."})]), held, "user_id")
+    assert dict((k, n) for k, _, n in rows)["own_cosine"] == 18
+    assert owner_match_metrics(good.iloc[:1], held, "user_id") == []
