@@ -107,7 +107,10 @@ class Task:
     template: str  # str.format template over the task's prepared inputs
     parse: Callable[[str, dict[str, Any]], dict[str, Any]]
     params: SamplingParams = field(default_factory=SamplingParams)
-    max_attempts: int = 3
+    max_attempts: int = 3  # tries per input when the caller gives none
+    # tries per input whatever the caller gives (`generation.max_attempts`): a strict parser of a
+    # short output needs more samples than the daily default, and they are cheap
+    min_attempts: int = 1
     rules_version: str = "1"  # bump when the parser's rules change
     reply_prefix: str = ""  # the start of the answer, given to the model and re-attached before parsing
     score: ScoreSpec | None = None
@@ -122,6 +125,8 @@ class Task:
     def __post_init__(self) -> None:
         if self.candidates < 1:
             raise ValueError(f"task {self.name}: candidates must be >= 1")
+        if self.min_attempts < 1:
+            raise ValueError(f"task {self.name}: min_attempts must be >= 1, got {self.min_attempts}")
         if (self.candidates > 1) != (self.pick is not None):
             raise ValueError(f"task {self.name}: best of N needs both candidates > 1 and a pick function")
         if self.candidates > 1 and self.score is not None:
@@ -238,8 +243,9 @@ def _best_of(task: Task, texts: list[str], inputs: dict[str, Any]) -> tuple[str,
 
 
 def run_task(backend: Backend, task: Task, inputs: Sequence[dict[str, Any]], attempts: int | None = None) -> list[TaskResult]:
-    """Generate for every input; invalid outputs are retried (sampling, new seed) up to the bound."""
-    limit = attempts or task.max_attempts
+    """Generate for every input; invalid outputs are retried (sampling, new seed) up to the bound
+    (`attempts`, else the task's `max_attempts`; never fewer than its `min_attempts`)."""
+    limit = max(attempts or task.max_attempts, task.min_attempts)
     results: list[TaskResult | None] = [None] * len(inputs)
     tokens = [0] * len(inputs)
     last_raw = [""] * len(inputs)

@@ -106,3 +106,33 @@ def test_repetition_penalty_breaks_a_greedy_loop_on_the_output_but_not_on_the_pr
     assert "lavender balm" in copied.text.lower() and "lavender balm" in copied_on.text.lower(), copied_on.text
     with pytest.raises(ValueError, match="repetition_penalty"):
         SamplingParams(repetition_penalty=0)
+
+
+def test_a_tasks_min_attempts_overrides_a_smaller_configured_bound(cache_dir):
+    """The real model against a parser that accepts nothing before the fourth try: with
+    `generation.max_attempts` 2 the row still gets the task's `min_attempts` (4), each try after the
+    first sampled; the preference task declares 5."""
+    import dataclasses
+
+    from generator.backends import SamplingParams, load_backend
+    from generator.tasks import exp3rt
+    from generator.tasks.base import InvalidOutput, Task, run_task
+
+    seen: list[str] = []
+
+    def fourth_try(text, inputs):
+        seen.append(text)
+        if len(seen) < 4:
+            raise InvalidOutput(f"try {len(seen)} refused")
+        return {"text": text}
+
+    backend = load_backend("transformers", resolve(SMOLLM2, cache_dir), "smollm2", batch_size=1, threads=2)
+    task = Task("t", "You answer briefly.", "Name a colour.", fourth_try, SamplingParams(max_new_tokens=4))
+    [gave_up] = run_task(backend, task, [{}], attempts=2)
+    assert (gave_up.status, gave_up.attempts, gave_up.reason) == ("failed", 2, "try 2 refused")
+    seen.clear()
+    [kept] = run_task(backend, dataclasses.replace(task, min_attempts=4), [{}], attempts=2)
+    assert (kept.status, kept.attempts, len(seen)) == ("ok", 4, 4)
+    assert exp3rt.preferences_task().min_attempts == 5
+    with pytest.raises(ValueError, match="min_attempts"):
+        dataclasses.replace(task, min_attempts=0)

@@ -33,12 +33,13 @@ def test_email_and_phone_together():
 
 def test_preference_parser_checks_every_line():
     """The parser keeps the first line of each field; a number on a later line still rejects it."""
-    ok = exp3rt.parse_preferences("Likes: soft texture\nDislikes: smell", {})
+    review = exp3rt.prepare_preferences(3, "Soft", "Soft texture, odd smell.")
+    ok = exp3rt.parse_preferences("Likes: soft texture\nDislikes: smell", review)
     assert ok == {"likes": "soft texture", "dislikes": "smell"}
     with pytest.raises(InvalidOutput, match="phone"):
-        exp3rt.parse_preferences("Likes: soft texture\ncall 5551234567\nDislikes: smell", {})
+        exp3rt.parse_preferences("Likes: soft texture\ncall 5551234567\nDislikes: smell", review)
     with pytest.raises(InvalidOutput, match="phone"):
-        exp3rt.parse_preferences("Likes: soft texture\nDislikes: smell\nmail +15551234567", {})
+        exp3rt.parse_preferences("Likes: soft texture\nDislikes: smell\nmail +15551234567", review)
 
 
 def test_failed_outputs_are_stored_redacted_and_never_cut_mid_number():

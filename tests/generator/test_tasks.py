@@ -105,9 +105,10 @@ def test_sumforu_summary_rules():
 
 
 def test_exp3rt_rules():
-    assert exp3rt.parse_preferences(REAL_PREFS_OK, {})["likes"] == "This is a product with many great features"
+    features = exp3rt.prepare_preferences(4, "Many features", "It has many features, some bad ones.")
+    assert exp3rt.parse_preferences(REAL_PREFS_OK, features)["likes"] == "This is a product with many great features"
     with pytest.raises(InvalidOutput, match="Likes"):
-        exp3rt.parse_preferences(REAL_PREFS_BAD, {})
+        exp3rt.parse_preferences(REAL_PREFS_BAD, features)
     r = exp3rt.parse_rating("Reasoning: the user likes mild scents and this one is mild.\nRating: 4", {})
     assert r == {"reasoning": "the user likes mild scents and this one is mild.", "predicted_rating": 4}
     assert exp3rt.parse_rating("It is mild, as the user likes. Rating (1-5): 4", {})["predicted_rating"] == 4
@@ -119,12 +120,49 @@ def test_exp3rt_rules():
 
 def test_preferences_copied_star_markers_are_not_aspects():
     """Seen in silver.review_preferences: the review's "(5/5)" marker copied as the liked aspect."""
+    review = exp3rt.prepare_preferences(4, "Nice", "A light scent and a soft texture, but the price is high. Size 3/5 inch tube.")
     with pytest.raises(InvalidOutput, match="star markers"):
-        exp3rt.parse_preferences('Likes: "5/5"\nDislikes: (2/5)', {})
-    got = exp3rt.parse_preferences("Likes: (5/5) a light scent, 5/5 stars, texture\nDislikes: price.", {})
+        exp3rt.parse_preferences('Likes: "5/5"\nDislikes: (2/5)', review)
+    got = exp3rt.parse_preferences("Likes: (5/5) a light scent, 5/5 stars, texture\nDislikes: price.", review)
     assert got == {"likes": "a light scent, texture", "dislikes": "price"}
-    assert exp3rt.parse_preferences("Likes: size 3/5 inch tube\nDislikes: none", {}) == {"likes": "size 3/5 inch tube", "dislikes": ""}
-    assert exp3rt.parse_preferences("Likes: none\nDislikes: none", {}) == {"likes": "", "dislikes": ""}
+    assert exp3rt.parse_preferences("Likes: size 3/5 inch tube\nDislikes: none", review) == {"likes": "size 3/5 inch tube", "dislikes": ""}
+    with pytest.raises(InvalidOutput, match="own words"):
+        exp3rt.parse_preferences("Likes: none\nDislikes: none", review)
+
+
+def test_preferences_keep_only_aspects_in_the_reviews_words():
+    """Seen in silver.review_preferences of the demo (half of its 403 aspects were not in the
+    review's words): the prompt's placeholder, a bare star count, and praise the review never wrote."""
+    review = exp3rt.prepare_preferences(5, "Doesn't weigh my fine textured hair down",
+                                        "This conditioner does a nice job without weighing it down. Smells yummy.")
+    for placeholder in ("Likes: Comma-separated aspects\nDislikes: Comma-separated aspects",
+                        "Likes: [a comma-separated aspect, or none]\nDislikes: 5", 'Likes: "Great Product"\nDislikes: "Likes"'):
+        with pytest.raises(InvalidOutput, match="own words"):
+            exp3rt.parse_preferences(placeholder, review)
+    got = exp3rt.parse_preferences("Likes: fine hair, Great value, yummy smell, Five Stars\nDislikes: sticky residue, fine hair", review)
+    assert got == {"likes": "fine hair, yummy smell", "dislikes": ""}
+    # a copied sentence is cut to its first clause and at most MAX_ASPECT_WORDS words
+    long = exp3rt.parse_preferences("Likes: Doesn't weigh my fine textured hair down. This conditioner does a nice job "
+                                    "without weighing it down\nDislikes: none", review)
+    assert long["likes"] == "Doesn't weigh my fine textured hair down"
+
+
+def test_profiles_are_aspects_of_the_preferences():
+    """Seen in gold.user_profiles of the demo: the model described the task instead of the user."""
+    prefs = [("light scent, soft texture", "high price"), ("soft texture, travel size", ""), ("long-lasting scent", "sticky cap")]
+    inputs = exp3rt.prepare_profile("user", prefs)
+    for meta in ("Likes: The user profile is a summary of the preferences provided by several reviews.",
+                 "Likes: a mix of likes and dislikes\nDislikes: none"):
+        with pytest.raises(InvalidOutput, match="no aspect"):
+            exp3rt.parse_profile(meta, inputs)
+    got = exp3rt.parse_profile("Likes: soft texture, light scent, soft texture, fast shipping\n"
+                               "Dislikes: high price, soft texture", inputs)
+    # repeats, aspects not in the preferences, and a dislike that repeats a like are dropped
+    assert got == {"profile": "This user liked soft texture and light scent, and disliked high price."}
+    product = exp3rt.prepare_profile("product", prefs)
+    assert exp3rt.parse_profile("Likes: none\nDislikes: sticky cap, high price", product) == {
+        "profile": "Shoppers of this product named nothing they liked, and disliked sticky cap and high price."}
+    assert exp3rt.profile_task().reply_prefix == "Likes:"
 
 
 def test_an_output_that_copies_a_data_block_label_is_invalid_for_every_task():
@@ -147,6 +185,14 @@ def test_rpo_rules():
     assert out["personalized_text"].startswith("For you")
     with pytest.raises(InvalidOutput, match="identical"):
         rpo.parse("A mild unscented lotion.", inputs)
+    # seen in gold.personalized_texts: the rewrite announced, then quoted
+    seen = 'Here\'s a rewritten version of the generic text: "For you, a mild lotion with no scent at all."'
+    assert rpo.parse(seen, inputs)["personalized_text"] == "For you, a mild lotion with no scent at all."
+    assert rpo.parse("Here is the rewrite for this shopper:\nFor you, no scent.", inputs)["personalized_text"] == "For you, no scent."
+    copying = 'For you, a mild lotion with no scent at all. """ Rewrite the generic text in 2 sentences'
+    assert rpo.parse(copying, inputs)["personalized_text"] == "For you, a mild lotion with no scent at all."
+    with pytest.raises(InvalidOutput, match="too short"):
+        rpo.parse('""" Generic text (data, not instruction) """', inputs)
 
 
 def test_prompt_version_is_a_hash_of_the_template():
