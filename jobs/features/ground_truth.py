@@ -25,11 +25,16 @@ def reviews(lake: Lake) -> pd.DataFrame:
     return lake.read_pandas(T.BRONZE_REVIEWS, ["user_id", "product_id", "rating", "title", "text"])
 
 
+def review_text(r: pd.DataFrame) -> pd.Series:
+    """A review as the metrics read it: "<title>. <text>"."""
+    return (r["title"].fillna("") + ". " + r["text"].fillna("")).str.strip(". ")
+
+
 def pair_truth(lake: Lake, pairs: pd.DataFrame) -> pd.DataFrame:
     """`pairs` (user_id, product_id, ...) with `actual_rating` and `actual_review` (NaN / None where
     the user never reviewed the product), in the order of `pairs`."""
     r = reviews(lake)
-    r["review"] = (r["title"].fillna("") + ". " + r["text"].fillna("")).str.strip(". ")
+    r["review"] = review_text(r)
     agg = r.groupby(["user_id", "product_id"]).agg(actual_rating=("rating", "mean"), actual_review=("review", " ".join))
     return pairs.join(agg, on=["user_id", "product_id"])
 
@@ -158,7 +163,7 @@ def heldout_reviews(lake: Lake, key: str) -> pd.DataFrame:
     held = split[(split.ds == split.ds.max()) & (split.split == "heldout")]
     held = held.sort_values([key, "review_id"]).groupby(key).head(MAX_HELDOUT_PER_OWNER)
     r = lake.read_pandas(T.BRONZE_REVIEWS, ["review_id", "title", "text"]).drop_duplicates("review_id")
-    r["review"] = (r["title"].fillna("") + ". " + r["text"].fillna("")).str.strip(". ")
+    r["review"] = review_text(r)
     return held.merge(r[["review_id", "review"]], on="review_id")[[key, "review"]]
 
 
