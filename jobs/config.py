@@ -76,6 +76,12 @@ class SparkConfig(_Section):
     conf: dict[str, str] = Field(
         default_factory=dict, description="Any further Spark settings, passed through unchanged."
     )
+    delta_jars_dir: str = Field(
+        default="~/.cache/precis/jars",
+        description="Where `precis jars pull` puts the Delta Lake jars (from Maven Central) that match the "
+        "installed delta-spark; with `lake.engine: spark-delta` the session loads them from here unless "
+        "`conf` already names jars (`spark.jars` or `spark.jars.packages`, e.g. a cluster image's).",
+    )
 
 
 class ModelsConfig(_Section):

@@ -23,9 +23,11 @@ if TYPE_CHECKING:
 
 
 def delta_jars_available(spark: "SparkSession") -> bool:
-    """True when delta-spark's JVM classes are on the classpath (a cluster that ships its jars)."""
+    """True when delta-spark's JVM classes are on the classpath (a cluster that ships its jars, or
+    `spark.jars`). Looked up through Spark's class loader: jars added by `spark.jars` are not on
+    the JVM's system class path, which `Class.forName` alone searches."""
     try:
-        spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # type: ignore[union-attr]
+        spark._jvm.org.apache.spark.util.Utils.classForName("io.delta.tables.DeltaTable", True, False)  # type: ignore[union-attr]
         return True
     except Exception:
         return False
@@ -59,6 +61,12 @@ def get_spark(cfg: PrecisConfig) -> "SparkSession":
     if cfg.lake.engine == "spark-delta":
         options["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
         options["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        if not {"spark.jars", "spark.jars.packages"} & set(sc.conf):
+            from jobs.delta_jars import jar_files
+
+            jars = jar_files(sc.delta_jars_dir)
+            if jars:  # else the lake says what to do once it finds no Delta classes
+                options["spark.jars"] = ",".join(str(j) for j in jars)
     options.update(sc.conf)
     _launch_gateway(options)
     builder = SparkSession.builder

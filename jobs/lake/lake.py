@@ -98,9 +98,10 @@ class Lake:
                 choice = "spark-delta" if delta_jars_available(self.spark) else "deltalake"
             elif choice == "spark-delta" and not delta_jars_available(self.spark):
                 raise LakeError(
-                    "lake.engine is 'spark-delta' but Spark has no Delta jars on its classpath: add "
-                    "io.delta:delta-spark_2.13 to spark.conf['spark.jars.packages'] (or the cluster image), "
-                    "or set lake.engine to 'deltalake' or 'auto'"
+                    "lake.engine is 'spark-delta' but Spark has no Delta jars on its classpath: run "
+                    "`precis jars pull` (fetches them into spark.delta_jars_dir), or name them in "
+                    "spark.conf['spark.jars.packages'] (or the cluster image), or set lake.engine to "
+                    "'deltalake' or 'auto'"
                 )
             self._engine = SparkDeltaEngine(self) if choice == "spark-delta" else DeltaRsEngine(self)
             log.info("lake engine: %s at %s (configuration: %s)", choice, self.root, self.cfg.source)
@@ -562,8 +563,8 @@ def _add_actions_by_uri(dt, table_uri: str) -> dict[str, tuple[str, int, dict]]:
 
 
 class SparkDeltaEngine(_Engine):
-    """delta-spark natively; used where Spark has the Delta jars (a cluster). Not exercised by the
-    embedded test suite, which has no Maven repository to fetch the jars from."""
+    """delta-spark natively; used where Spark has the Delta jars (a cluster image, or
+    `precis jars pull`). `tests/jobs/lake/test_engines.py` holds it to the embedded engine's results."""
 
     def _ensure(self, spec: TableSpec) -> None:
         from delta.tables import DeltaTable
@@ -647,6 +648,12 @@ class SparkDeltaEngine(_Engine):
 
 
 def _is_spark_delta_conflict(exc: BaseException) -> bool:
-    from delta.exceptions import DeltaConcurrentModificationException
+    """A commit conflict that planning again from the new snapshot resolves. Every class delta-spark
+    exports for one: in its Python API (4.4) ConcurrentAppendException and its siblings do not
+    derive from DeltaConcurrentModificationException, so that base alone misses the commonest
+    conflict of two MERGEs into one partition."""
+    from delta import exceptions as e
 
-    return isinstance(exc, DeltaConcurrentModificationException)
+    return isinstance(exc, (e.DeltaConcurrentModificationException, e.ConcurrentWriteException, e.MetadataChangedException,
+                            e.ProtocolChangedException, e.ConcurrentAppendException, e.ConcurrentDeleteReadException,
+                            e.ConcurrentDeleteDeleteException, e.ConcurrentTransactionException))
