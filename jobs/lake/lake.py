@@ -591,7 +591,12 @@ class SparkDeltaEngine(_Engine):
 
         def attempt() -> WriteResult:
             self._ensure(spec)
-            return write() or WriteResult(spec.qualified_name, None, None, None, self._version(spec), True)
+            before = self._version(spec)
+            done = write()
+            if done is not None:
+                return done
+            after = self._version(spec)  # delta-spark skips an append whose transaction it has seen
+            return WriteResult(spec.qualified_name, None, None, None, after, after != before)
 
         return _with_retries(self.lake, spec, attempt, _is_spark_delta_conflict)
 
@@ -636,9 +641,21 @@ class SparkDeltaEngine(_Engine):
         from delta.tables import DeltaTable
 
         def write():
+            # delta-spark commits a MERGE that changes nothing as a new version; the contract (and
+            # the embedded engine) commit nothing then. So only the rows that insert a key or, for
+            # "update", change a stored row's content are merged, and none means no commit.
+            keys = list(spec.keys)
+            stored = _content_hash(self.read(spec), spec).select(*keys, _HASH_COL)
+            source = df.select(*spec.schema.names)
+            if when_matched == "update":
+                source = _content_hash(source, spec).join(stored, [*keys, _HASH_COL], "left_anti").drop(_HASH_COL)
+            else:
+                source = source.join(stored.select(*keys), keys, "left_anti")
+            if source.isEmpty():
+                return WriteResult(spec.qualified_name, 0, 0, 0, self._version(spec), False)
             target = DeltaTable.forPath(self.lake.spark, self.lake.path(spec))
             on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in spec.keys)
-            builder = target.alias("t").merge(df.select(*spec.schema.names).alias("s"), on)
+            builder = target.alias("t").merge(source.alias("s"), on)
             if when_matched == "update":
                 differs = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in spec.content_columns)
                 builder = builder.whenMatchedUpdateAll(condition=differs)

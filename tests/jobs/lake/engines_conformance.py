@@ -60,6 +60,7 @@ def kv_steps(lake, spark) -> list[dict]:
         ("replace_partition again", lambda: lake.replace_partition(KV, frame([("a", 1, None), ("b", 2, "x")]), DS)),
         ("replace_partition changed", lambda: lake.replace_partition(KV, frame([("a", 3, None)]), DS)),
         ("merge update", lambda: lake.merge(KV, frame([("a", 4, "new"), ("c", 5, None)], "2024-03-02"))),
+        ("merge update again", lambda: lake.merge(KV, frame([("a", 4, "new"), ("c", 5, None)], "2024-03-02"))),
         ("merge ignore", lambda: lake.merge(KV, frame([("a", 99, "no"), ("d", 6, None)], "2024-03-03"), when_matched="ignore")),
         ("append", lambda: lake.append(KV, frame([("e", 7, None)], "2024-03-04"), "conformance", 1)),
         ("append same transaction", lambda: lake.append(KV, frame([("e", 7, None)], "2024-03-04"), "conformance", 1)),
@@ -69,9 +70,9 @@ def kv_steps(lake, spark) -> list[dict]:
     out = []
     for name, step in steps:
         before = lake.delta_table(KV).version() if lake.exists(KV) else None
-        step()
+        reported = step().committed
         after = lake.delta_table(KV).version()
-        out.append({"step": name, "committed": after != before, "rows": rows(lake, KV)})
+        out.append({"step": name, "committed": after != before, "reported": reported, "rows": rows(lake, KV)})
     return out
 
 

@@ -37,10 +37,12 @@ def test_every_write_mode_leaves_the_same_rows_and_commits_the_same_way_on_both_
     assert [s["step"] for s in embedded] == [s["step"] for s in native]
     for a, b in zip(embedded, native):
         assert (a["committed"], a["rows"]) == (b["committed"], b["rows"]), a["step"]
+        assert a["reported"] == a["committed"] and b["reported"] == b["committed"], a["step"]  # what the write says it did
     # and the contract itself: a repeated write with the same content commits nothing
     committed = {s["step"]: s["committed"] for s in native}
     assert not committed["replace_partition again"] and not committed["append same transaction"]
     assert not committed["replace_table again"] and committed["merge update"] and committed["replace_table"]
+    assert not committed["merge update again"]
     assert native[-1]["rows"] == [json.dumps({"k": "z", "note": "all", "v": 0}, sort_keys=True)]
 
 
