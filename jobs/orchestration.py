@@ -61,17 +61,37 @@ def step_task(step: str, cfg: PrecisConfig):
         return PythonOperator(task_id=step, python_callable=run_in_process, op_kwargs={"step": step},
                               retries=retries)
     from jobs.cluster_task import StepSubmitOperator
+    from jobs.spark import spark_options
 
+    # the master comes from the Airflow connection and the name from the task
+    conf = {k: v for k, v in spark_options(cfg).items() if k not in ("spark.master", "spark.app.name")}
     return StepSubmitOperator(
         step=step,
         task_id=step,
         application=str(Path(__file__).resolve().parent / "submit.py"),
-        application_args=["job", step, "--date", "{{ ds }}"],
+        application_args=[*submit_config_args(cfg), "job", step, "--date", "{{ ds }}"],
         conn_id=cfg.orchestration.spark_conn_id,
         name=f"precis-{step}",
-        conf={"spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions)},
+        conf=conf,
+        env_vars=submit_env(),
         retries=retries,
     )
+
+
+def submit_config_args(cfg: PrecisConfig) -> list[str]:
+    """The global options that make a submitted step read the configuration the DAG was built
+    from: its file (when there is one) and the lake root it resolved."""
+    file = ["--config", str(Path(cfg.source).resolve())] if cfg.source != "<defaults>" else []
+    return [*file, "--lake", cfg.lake_root]
+
+
+def submit_env() -> dict[str, str]:
+    """The environment of a submitted step: the Python that runs the driver (spark-submit would
+    otherwise start whatever `python3` is first on its PATH), and the PRECIS_* settings the DAG saw."""
+    env = {"PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+           "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable)}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("PRECIS")})
+    return env
 
 
 def run_in_process(step: str, ds: str | None = None, **_) -> str:

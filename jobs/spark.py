@@ -33,15 +33,12 @@ def delta_jars_available(spark: "SparkSession") -> bool:
         return False
 
 
-def get_spark(cfg: PrecisConfig) -> "SparkSession":
-    """Create (or reuse) the session. Workers run this very interpreter, so they see our packages."""
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    # onnxruntime phones home unless told not to; Spark workers inherit this.
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-
-    from pyspark.sql import SparkSession
-
+def spark_options(cfg: PrecisConfig) -> dict[str, str]:
+    """Every Spark setting the configuration implies: the `spark` section's fields, the Delta
+    session settings and jars when `lake.engine` is spark-delta, then `spark.conf` (which wins).
+    The in-process session is built from them and a cluster step passes them to spark-submit, so
+    both run with the same settings. Executors run this very interpreter unless `spark.conf` sets
+    `spark.executorEnv.PYSPARK_PYTHON` (on YARN or Kubernetes it must: the path is this machine's)."""
     sc = cfg.spark
     options = {
         "spark.master": sc.master,
@@ -68,12 +65,25 @@ def get_spark(cfg: PrecisConfig) -> "SparkSession":
             if jars:  # else the lake says what to do once it finds no Delta classes
                 options["spark.jars"] = ",".join(str(j) for j in jars)
     options.update(sc.conf)
+    return options
+
+
+def get_spark(cfg: PrecisConfig) -> "SparkSession":
+    """Create (or reuse) the session. Workers run this very interpreter, so they see our packages."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    # onnxruntime phones home unless told not to; Spark workers inherit this.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+    from pyspark.sql import SparkSession
+
+    options = spark_options(cfg)
     _launch_gateway(options)
     builder = SparkSession.builder
     for key, value in options.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel(sc.log_level)
+    spark.sparkContext.setLogLevel(cfg.spark.log_level)
     return spark
 
 

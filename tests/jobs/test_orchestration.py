@@ -13,7 +13,8 @@ def cluster_cfg(tmp_path, monkeypatch):
     from jobs.config import load_config
 
     path = tmp_path / "cluster.yaml"
-    path.write_text(yaml.safe_dump({"lake": {"root": str(tmp_path / "lake")}, "spark": {"master": "spark://127.0.0.1:7077"}}))
+    path.write_text(yaml.safe_dump({"lake": {"root": str(tmp_path / "lake")},
+                                    "spark": {"master": "spark://127.0.0.1:7077", "conf": {"spark.executor.memory": "2g"}}}))
     monkeypatch.setenv("PRECIS_CONFIG", str(path))
     return load_config(None)
 
@@ -26,7 +27,27 @@ def test_a_cluster_step_is_a_spark_submit_of_precis_job(cluster_cfg):
     task = step_task("filter_reviews", cluster_cfg)
     assert not is_local(cluster_cfg) and isinstance(task, SparkSubmitOperator)
     assert task.step == "filter_reviews" and task.application.endswith("jobs/submit.py")
-    assert task.application_args == ["job", "filter_reviews", "--date", "{{ ds }}"]
+    assert task.application_args == ["--config", cluster_cfg.source, "--lake", cluster_cfg.lake_root,
+                                     "job", "filter_reviews", "--date", "{{ ds }}"]
+
+
+def test_a_cluster_step_submits_the_configurations_spark_settings_and_environment(cluster_cfg, monkeypatch):
+    import sys
+
+    from jobs.config import load_config
+    from jobs.delta_jars import fetch
+    from jobs.orchestration import step_task
+
+    task = step_task("filter_reviews", cluster_cfg)
+    conf = task.conf
+    assert conf["spark.executor.memory"] == "2g" and conf["spark.sql.shuffle.partitions"] == str(cluster_cfg.spark.shuffle_partitions)
+    assert "spark.master" not in conf  # the Airflow connection names the master
+    assert task.env_vars["PYSPARK_PYTHON"] == sys.executable and task.env_vars["PRECIS_CONFIG"] == cluster_cfg.source
+    # spark-delta: the Delta session settings and the jars `precis jars pull` fetched go with it
+    monkeypatch.setenv("PRECIS__LAKE__ENGINE", "spark-delta")
+    delta = step_task("filter_reviews", load_config(None)).conf
+    assert delta["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert delta["spark.jars"] == ",".join(map(str, fetch(cluster_cfg.spark.delta_jars_dir)))  # fetched by `make test`
 
 
 @pytest.mark.parametrize("step", ["description_delta", "evaluate_ranking", "train_relsum"])
