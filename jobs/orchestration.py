@@ -85,12 +85,18 @@ def submit_config_args(cfg: PrecisConfig) -> list[str]:
     return [*file, "--lake", cfg.lake_root]
 
 
+_SECRET_NAME = ("KEY", "TOKEN", "SECRET", "PASSWORD", "CREDENTIAL")
+
+
 def submit_env() -> dict[str, str]:
     """The environment of a submitted step: the Python that runs the driver (spark-submit would
-    otherwise start whatever `python3` is first on its PATH), and the PRECIS_* settings the DAG saw."""
+    otherwise start whatever `python3` is first on its PATH), and the PRECIS_* settings the DAG saw,
+    except any whose name marks a secret: on YARN and Kubernetes the operator turns these into
+    `--conf` arguments, which it logs, so secrets must come from the cluster's own environment."""
     env = {"PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
            "PYSPARK_DRIVER_PYTHON": os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable)}
-    env.update({k: v for k, v in os.environ.items() if k.startswith("PRECIS")})
+    env.update({k: v for k, v in os.environ.items()
+                if k.startswith("PRECIS") and not any(word in k.upper() for word in _SECRET_NAME)})
     return env
 
 

@@ -38,8 +38,10 @@ def test_a_cluster_step_submits_the_configurations_spark_settings_and_environmen
     from jobs.delta_jars import fetch
     from jobs.orchestration import step_task
 
+    monkeypatch.setenv("PRECIS_TEACHER_API_KEY", "sk-not-for-logs")
     task = step_task("filter_reviews", cluster_cfg)
     conf = task.conf
+    assert "PRECIS_TEACHER_API_KEY" not in task.env_vars  # on YARN the operator logs env_vars as --conf
     assert conf["spark.executor.memory"] == "2g" and conf["spark.sql.shuffle.partitions"] == str(cluster_cfg.spark.shuffle_partitions)
     assert "spark.master" not in conf  # the Airflow connection names the master
     assert task.env_vars["PYSPARK_PYTHON"] == sys.executable and task.env_vars["PRECIS_CONFIG"] == cluster_cfg.source
