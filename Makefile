@@ -40,9 +40,10 @@ $(BIN)/.installed: pyproject.toml
 models: venv
 	$(BIN)/precis models pull
 
-# The Delta Lake jars (Maven Central, through mvn) for lake.engine spark-delta; the tests run both engines.
+# The Delta Lake jars and the S3A connector (Maven Central, through mvn) for lake.engine spark-delta
+# and an s3:// lake; the tests run both engines, on disk and on an S3-compatible store.
 jars: venv
-	$(BIN)/precis jars pull
+	$(BIN)/precis jars pull --s3a
 
 # The daily DAG needs a ranker for description_delta and evaluate_ranking: a quick one
 # (RANKER_STEPS steps, ~3 min on 2 cores) is trained once per lake; `precis train ranker` trains a real one.

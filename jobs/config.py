@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ranker.config import RankerTrainConfig, ScorerConfig
 from training.config import TrainingConfig
@@ -35,6 +35,13 @@ PROJECT_CONFIG = Path(__file__).resolve().parents[1] / DEFAULT_CONFIG  # the rep
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+OBJECT_STORE_SCHEMES = ("file", "s3", "s3a")
+# keys whose value an error message never repeats: it may hold a credential put there by mistake
+NOT_ECHOED = {("lake", "storage_options")}
+# storage_options keys that hold a credential (AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ...)
+CREDENTIAL_WORDS = ("SECRET", "TOKEN", "PASSWORD", "ACCESS_KEY", "ACCOUNT_KEY", "SAS_KEY")
 
 
 class LakeConfig(_Section):
@@ -53,6 +60,26 @@ class LakeConfig(_Section):
         default_factory=dict,
         description="Passed to delta-rs for object stores (e.g. AWS_REGION); empty for local disks.",
     )
+    @field_validator("root")
+    @classmethod
+    def _known_store(cls, root: str) -> str:
+        scheme = root.split("://", 1)[0].lower() if "://" in root else ""
+        if scheme and scheme not in OBJECT_STORE_SCHEMES:
+            raise ValueError(f"a lake on '{scheme}://' is not supported; use a folder, file://, s3:// or s3a:// "
+                             "(an S3-compatible store: both engines reach it, Spark through S3A)")
+        return root
+
+    @field_validator("storage_options")
+    @classmethod
+    def _no_credentials(cls, options: dict[str, str]) -> dict[str, str]:
+        secret = sorted(k for k in options if any(word in k.upper() for word in CREDENTIAL_WORDS))
+        if secret:
+            raise ValueError(
+                f"{', '.join(secret)}: credentials do not go in the configuration (it is copied into every "
+                "submitted step and its log); set them in the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                "AWS_SESSION_TOKEN) or use the machine's role; delta-rs, pyarrow and S3A all read them from there")
+        return options
+
     commit_attempts: int = Field(
         default=8, ge=1,
         description="Optimistic concurrency: a write whose table changed between its read and its commit "
@@ -76,11 +103,12 @@ class SparkConfig(_Section):
     conf: dict[str, str] = Field(
         default_factory=dict, description="Any further Spark settings, passed through unchanged."
     )
-    delta_jars_dir: str = Field(
+    jars_dir: str = Field(
         default="~/.cache/precis/jars",
-        description="Where `precis jars pull` puts the Delta Lake jars (from Maven Central) that match the "
-        "installed delta-spark; with `lake.engine: spark-delta` the session loads them from here unless "
-        "`conf` already names jars (`spark.jars` or `spark.jars.packages`, e.g. a cluster image's).",
+        description="Where `precis jars pull` puts the jars from Maven Central: `delta/` (matching the installed "
+        "delta-spark, for `lake.engine: spark-delta`) and `s3a/` (hadoop-aws, for an `s3://` or `s3a://` lake). "
+        "The session loads the ones the lake needs from here unless `conf` already names jars "
+        "(`spark.jars` or `spark.jars.packages`, e.g. a cluster image's).",
     )
 
 
@@ -311,6 +339,24 @@ class PrecisConfig(_Section):
     orchestration: OrchestrationConfig = Field(default_factory=OrchestrationConfig)
     source: str = Field(default="<defaults>", exclude=True, description="Where this config came from.")
 
+    @model_validator(mode="after")
+    def _object_store_keeps_tables_only(self) -> "PrecisConfig":
+        """Artifacts and reports are files the jobs open as local paths; on an object-store lake
+        they need folders of their own (a shared mount on a cluster)."""
+        if self.lake_on_s3:
+            unset = [key for key, value in (("ranker.artifacts_dir", self.ranker.artifacts_dir),
+                                            ("training.adapters_dir", self.training.adapters_dir),
+                                            ("orchestration.report_dir", self.orchestration.report_dir)) if not value]
+            if unset:
+                raise ValueError(f"lake.root {self.lake.root} is on an object store, which holds the tables only: "
+                                 f"set {', '.join(unset)} to folders (a mount every machine of the cluster sees)")
+        return self
+
+    @property
+    def lake_on_s3(self) -> bool:
+        """The lake is on an S3-compatible object store (`s3://` or `s3a://`)."""
+        return self.lake.root.startswith(("s3://", "s3a://"))
+
     @property
     def lake_root(self) -> str:
         root = self.lake.root
@@ -413,10 +459,13 @@ def _format_errors(err: ValidationError, source: str, env: dict[str, Any] | None
             near = difflib.get_close_matches(str(loc[-1]), _known_keys(loc[:-1]), n=1)
             hint = f"; did you mean '{'.'.join(map(str, (*loc[:-1], near[0])))}'?" if near else ""
             lines.append(f"unknown key '{key}' in {where}{hint}")
+        elif not loc:  # a check across sections: its message names the keys
+            lines.append(f"{source}: {e['msg'].removeprefix('Value error, ')}")
         else:
             hint = (f"; set one key per variable ({where}__<KEY>=VALUE) or a mapping ('{{key: value}}')"
                     if e["type"] == "dict_type" and where.startswith(ENV_PREFIX) else "")
-            lines.append(f"'{key}' in {where}: {e['msg']} (got {e.get('input')!r}){hint}")
+            got = "" if loc[:2] in NOT_ECHOED else f" (got {e.get('input')!r})"
+            lines.append(f"'{key}' in {where}: {e['msg']}{got}{hint}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 

@@ -58,14 +58,45 @@ def spark_options(cfg: PrecisConfig) -> dict[str, str]:
     if cfg.lake.engine == "spark-delta":
         options["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
         options["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
-        if not {"spark.jars", "spark.jars.packages"} & set(sc.conf):
-            from jobs.delta_jars import jar_files
+        # delta-spark replays a table's log in 50 partitions, fixed, whatever its size: every read
+        # and commit of a small daily table became 50 tasks (thousands per generate step); the
+        # configuration's shuffle partitions size this as they size every other shuffle
+        options["spark.databricks.delta.snapshotPartitions"] = str(sc.shuffle_partitions)
+    if cfg.lake_on_s3:
+        options.update(s3a_options(cfg.lake.storage_options))
+    if not {"spark.jars", "spark.jars.packages"} & set(sc.conf):
+        from jobs.jars import jar_files
 
-            jars = jar_files(sc.delta_jars_dir)
-            if jars:  # else the lake says what to do once it finds no Delta classes
-                options["spark.jars"] = ",".join(str(j) for j in jars)
+        # a set not fetched yet is left out: the lake then says what to do (no Delta classes), or
+        # Spark does (no FileSystem for scheme "s3a")
+        wanted = (("delta",) if cfg.lake.engine == "spark-delta" else ()) + (("s3a",) if cfg.lake_on_s3 else ())
+        jars = [j for which in wanted for j in jar_files(sc.jars_dir, which) or []]
+        if jars:
+            options["spark.jars"] = ",".join(str(j) for j in jars)
     options.update(sc.conf)
     return options
+
+
+def s3a_options(storage_options: dict[str, str]) -> dict[str, str]:
+    """Hadoop's S3A settings for the lake's object store, from the delta-rs `storage_options` that
+    reach it (endpoint, region, plain HTTP), so both engines talk to the same store. `s3://` paths
+    (delta-rs names files so) go through S3A too. Credentials are never set here: S3A's default
+    chain reads them from the environment (AWS_ACCESS_KEY_ID, ...) or the instance's role, as
+    delta-rs does, so they stay out of Spark's configuration, which spark-submit and the UI show."""
+    opts = {k.upper(): v for k, v in storage_options.items()}
+    out = {"spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem"}
+    endpoint = opts.get("AWS_ENDPOINT_URL") or opts.get("AWS_ENDPOINT")
+    if endpoint:
+        out["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        # delta-rs addresses a custom endpoint by path unless told otherwise; so does S3A then
+        virtual = opts.get("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false").lower() == "true"
+        out["spark.hadoop.fs.s3a.path.style.access"] = str(not virtual).lower()
+    if opts.get("AWS_ALLOW_HTTP", "false").lower() == "true":
+        out["spark.hadoop.fs.s3a.connection.ssl.enabled"] = "false"
+    region = opts.get("AWS_REGION") or opts.get("AWS_DEFAULT_REGION")
+    if region:
+        out["spark.hadoop.fs.s3a.endpoint.region"] = region
+    return out
 
 
 def get_spark(cfg: PrecisConfig) -> "SparkSession":

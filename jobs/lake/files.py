@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -98,16 +98,39 @@ def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def filesystem(uri: str, storage_options: dict[str, str] | None = None) -> tuple[pafs.FileSystem, str]:
+    """pyarrow's file system and path for a lake URI. A local path is itself; `s3://` and `s3a://`
+    go to pyarrow's S3FileSystem, set from the same delta-rs `storage_options` the lake commits
+    with (endpoint, region, plain HTTP, path-style addressing), so executors write where the driver
+    commits. Credentials are not read from the options: pyarrow's default chain takes them from the
+    environment or the instance's role, as delta-rs and S3A do."""
+    if not uri.startswith(("s3://", "s3a://")):
+        return pafs.FileSystem.from_uri(uri)
+    opts = {k.upper(): v for k, v in (storage_options or {}).items()}
+    kwargs: dict[str, object] = {}
+    endpoint = opts.get("AWS_ENDPOINT_URL") or opts.get("AWS_ENDPOINT")
+    if endpoint:
+        parsed = urlparse(endpoint)
+        kwargs["endpoint_override"] = parsed.netloc or endpoint
+        kwargs["scheme"] = parsed.scheme or "https"
+        kwargs["force_virtual_addressing"] = opts.get("AWS_VIRTUAL_HOSTED_STYLE_REQUEST", "false").lower() == "true"
+    region = opts.get("AWS_REGION") or opts.get("AWS_DEFAULT_REGION")
+    if region:
+        kwargs["region"] = region
+    return pafs.S3FileSystem(**kwargs), uri.split("://", 1)[1]
+
+
 def write_partition_files(
     batches: Iterator[pa.RecordBatch],
     *,
     table_uri: str,
     schema: pa.Schema,
     partition_col: str | None,
+    storage_options: dict[str, str] | None = None,
     max_rows_per_file: int = 1_000_000,
 ) -> Iterator[pa.RecordBatch]:
     """mapInArrow body: write this task's rows, yield one add-action row per written file."""
-    fs, root = pafs.FileSystem.from_uri(table_uri)
+    fs, root = filesystem(table_uri, storage_options)
     data_schema = pa.schema([f for f in schema if f.name != partition_col])
     open_files: dict[str | None, tuple[pq.ParquetWriter, str, _FileStats]] = {}
     done: list[dict[str, object]] = []

@@ -27,7 +27,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 
 from jobs.config import PrecisConfig
-from jobs.lake.files import ADD_ACTION_DDL, NULL_PARTITION, now_ms, write_partition_files
+from jobs.lake.files import ADD_ACTION_DDL, NULL_PARTITION, filesystem, now_ms, write_partition_files
 from jobs.lake.tables import TABLES, TableSpec, get_table
 from precis.errors import LakeConflict, LakeError, LakeUnreachable
 
@@ -99,7 +99,7 @@ class Lake:
             elif choice == "spark-delta" and not delta_jars_available(self.spark):
                 raise LakeError(
                     "lake.engine is 'spark-delta' but Spark has no Delta jars on its classpath: run "
-                    "`precis jars pull` (fetches them into spark.delta_jars_dir), or name them in "
+                    "`precis jars pull` (fetches them into spark.jars_dir), or name them in "
                     "spark.conf['spark.jars.packages'] (or the cluster image), or set lake.engine to "
                     "'deltalake' or 'auto'"
                 )
@@ -325,9 +325,11 @@ class DeltaRsEngine(_Engine):
         table_uri = self.lake.path(spec)
         schema = spec.schema
         part = spec.partition_by[0] if spec.partition_by else None
+        storage_options = dict(self.lake.storage_options or {})
 
         def write(batches):
-            return write_partition_files(batches, table_uri=table_uri, schema=schema, partition_col=part)
+            return write_partition_files(batches, table_uri=table_uri, schema=schema, partition_col=part,
+                                         storage_options=storage_options)
 
         rows = df.select(*schema.names).mapInArrow(write, ADD_ACTION_DDL).collect()
         mtime = now_ms()
@@ -395,17 +397,14 @@ class DeltaRsEngine(_Engine):
 
     def _discard(self, spec: TableSpec, planned: _Planned) -> None:
         """Delete the files of a write that did not commit (no snapshot refers to them)."""
-        base = self.lake.path(spec)
-        if "://" in base:
-            log.warning("%s: %d uncommitted files left for `precis vacuum`", spec.qualified_name, len(planned.adds))
-            return
-        import os
-
+        fs, base = filesystem(self.lake.path(spec), self.lake.storage_options)
         for a in planned.adds:
             try:
-                os.remove(os.path.join(base, unquote(a.path)))
+                fs.delete_file(f"{base}/{unquote(a.path)}")
             except FileNotFoundError:
                 pass
+            except OSError as exc:  # the store refused: the files are orphans that `precis vacuum` removes
+                log.warning("%s: cannot delete uncommitted %s (%s); `precis vacuum` will", spec.qualified_name, a.path, exc)
 
     # ------------------------------------------------------------ the write modes
     def replace_partition(self, spec: TableSpec, df: "DataFrame", ds: str) -> WriteResult:
@@ -585,6 +584,11 @@ class SparkDeltaEngine(_Engine):
 
         return DeltaTable.forPath(self.lake.spark, self.lake.path(spec)).history(1).collect()[0]["version"]
 
+    def _last_commit(self, spec: TableSpec):
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.lake.spark, self.lake.path(spec)).history(1).collect()[0]
+
     def _transact(self, spec: TableSpec, write) -> WriteResult:
         """delta-spark detects conflicting commits itself (optimistic concurrency against the
         version each write read); a conflicting write is run again from the new snapshot."""
@@ -595,8 +599,11 @@ class SparkDeltaEngine(_Engine):
             done = write()
             if done is not None:
                 return done
-            after = self._version(spec)  # delta-spark skips an append whose transaction it has seen
-            return WriteResult(spec.qualified_name, None, None, None, after, after != before)
+            # delta-spark skips an append whose transaction it has seen: committed is the version moving
+            last = self._last_commit(spec)
+            if last["version"] == before:
+                return WriteResult(spec.qualified_name, None, None, None, before, False)
+            return _result_from_metrics(spec.qualified_name, last["version"], last["operationMetrics"] or {})
 
         return _with_retries(self.lake, spec, attempt, _is_spark_delta_conflict)
 
@@ -662,6 +669,26 @@ class SparkDeltaEngine(_Engine):
             builder.whenNotMatchedInsertAll().execute()
 
         return self._transact(spec, write)
+
+
+def _result_from_metrics(table: str, version: int, metrics: dict[str, str]) -> WriteResult:
+    """What a delta-spark commit did, from its `operationMetrics` (DESCRIBE HISTORY): a MERGE
+    reports the rows it inserted and updated, a write the rows it wrote; a metric the operation
+    does not report stays None."""
+
+    def metric(*names: str) -> int | None:
+        found = [int(metrics[n]) for n in names if n in metrics]
+        return sum(found) if found else None
+
+    return WriteResult(
+        table,
+        rows_written=metric("numTargetRowsInserted", "numTargetRowsUpdated") if "numTargetRowsInserted" in metrics
+        else metric("numOutputRows"),
+        files_added=metric("numTargetFilesAdded", "numFiles"),
+        files_removed=metric("numTargetFilesRemoved", "numRemovedFiles"),
+        version=version,
+        committed=True,
+    )
 
 
 def _is_spark_delta_conflict(exc: BaseException) -> bool:

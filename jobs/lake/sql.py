@@ -1,7 +1,8 @@
 """`precis sql`: DuckDB over the Delta tables, each registered as a view named `layer.name`.
 
 DuckDB reads Delta through its `delta` extension, loaded from the PyPI package
-`duckdb-extension-delta` (no download at run time, so it works offline).
+`duckdb-extension-delta` (no download at run time, so it works offline). On an S3 lake delta-rs
+reads the table's snapshot (with the lake's storage options) and DuckDB scans it as an Arrow dataset.
 
 Read-only by contract. After the views are registered the connection is locked down:
 - file access is limited to the lake (`enable_external_access=false` with `allowed_directories`
@@ -21,6 +22,7 @@ import logging
 from pathlib import Path
 
 import duckdb
+from deltalake.exceptions import DeltaError
 
 from jobs.lake.lake import Lake
 from jobs.lake.tables import TABLES
@@ -64,8 +66,15 @@ def connect(lake: Lake) -> duckdb.DuckDBPyConnection:
         view = f'"{spec.layer}"."{spec.name}"'
         if spec.qualified_name in existing:
             try:
-                con.execute(f"CREATE VIEW {view} AS SELECT * FROM delta_scan('{_quote(lake.path(spec))}')")
-            except duckdb.Error as exc:
+                if lake.cfg.lake_on_s3:
+                    # DuckDB would need its httpfs extension (a download) for S3; delta-rs reaches the
+                    # store with the lake's own storage options and hands DuckDB an Arrow dataset
+                    # of the current snapshot, which it scans lazily with filters pushed down
+                    con.register(f"__delta_{spec.layer}_{spec.name}", lake.delta_table(spec).to_pyarrow_dataset())
+                    con.execute(f'CREATE VIEW {view} AS SELECT * FROM "__delta_{spec.layer}_{spec.name}"')
+                else:
+                    con.execute(f"CREATE VIEW {view} AS SELECT * FROM delta_scan('{_quote(lake.path(spec))}')")
+            except (duckdb.Error, DeltaError, OSError) as exc:
                 reason = str(exc).splitlines()[0][:300]
                 log.warning("sql: %s cannot be read (%s); querying it raises an error", spec.qualified_name, reason)
                 message = f"table {spec.qualified_name} cannot be read: {reason}"

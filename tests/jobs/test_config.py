@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from jobs.config import ConfigError, load_config
 
@@ -109,3 +110,45 @@ def test_outside_the_repository_the_projects_own_configuration_is_used(tmp_path,
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "local.yaml").write_text("spark:\n  shuffle_partitions: 3\n")
     assert load_config(None, environ={}).spark.shuffle_partitions == 3  # the working directory's wins
+
+
+def test_an_object_store_lake_takes_no_credentials_from_the_file_and_needs_folders_for_its_files(tmp_path):
+    f = tmp_path / "s3.yaml"
+    f.write_text(yaml.safe_dump({"lake": {"root": "s3a://bucket/lake", "storage_options": {
+        "AWS_REGION": "eu-west-1", "AWS_SECRET_ACCESS_KEY": "very-secret-value"}}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(f, environ={})
+    message = str(err.value)
+    assert "AWS_SECRET_ACCESS_KEY" in message and "environment" in message and str(f) in message
+    assert "very-secret-value" not in message  # an error message never repeats the value
+    f.write_text(yaml.safe_dump({"lake": {"root": "s3a://bucket/lake"}}))
+    with pytest.raises(ConfigError) as err:
+        load_config(f, environ={})
+    assert "ranker.artifacts_dir, training.adapters_dir, orchestration.report_dir" in str(err.value)
+    f.write_text(yaml.safe_dump({"lake": {"root": "s3a://bucket/lake"}, "ranker": {"artifacts_dir": "/mnt/r"},
+                                 "training": {"adapters_dir": "/mnt/a"}, "orchestration": {"report_dir": "/mnt/rep"}}))
+    cfg = load_config(f, environ={})
+    assert cfg.lake_on_s3 and cfg.lake_root == "s3a://bucket/lake" and str(cfg.ranker_dir) == "/mnt/r"
+    assert not load_config(f, environ={}, lake=str(tmp_path)).lake_on_s3
+    f.write_text(yaml.safe_dump({"lake": {"root": "gs://bucket/lake"}}))
+    with pytest.raises(ConfigError, match="'gs://' is not supported"):
+        load_config(f, environ={})
+
+
+def test_spark_reaches_the_lakes_object_store_through_s3a_without_credentials_in_its_settings(tmp_path):
+    from jobs.spark import spark_options
+
+    f = tmp_path / "s3.yaml"
+    f.write_text(yaml.safe_dump({
+        "lake": {"root": "s3a://bucket/lake", "engine": "deltalake", "storage_options": {
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}},
+        "ranker": {"artifacts_dir": "/mnt/r"}, "training": {"adapters_dir": "/mnt/a"}, "orchestration": {"report_dir": "/mnt/rep"}}))
+    env = {"AWS_SECRET_ACCESS_KEY": "in-the-environment-only"}
+    options = spark_options(load_config(f, environ=env))
+    assert options["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9000"
+    assert options["spark.hadoop.fs.s3a.path.style.access"] == "true"
+    assert options["spark.hadoop.fs.s3a.connection.ssl.enabled"] == "false"
+    assert options["spark.hadoop.fs.s3.impl"] == "org.apache.hadoop.fs.s3a.S3AFileSystem"  # delta-rs names files s3://
+    assert "in-the-environment-only" not in str(options) and not any("secret" in k.lower() for k in options)
+    jars = options.get("spark.jars", "")  # `make test` fetched the S3A set; the deltalake engine needs no Delta jars
+    assert "hadoop-aws-" in jars and "delta-spark" not in jars

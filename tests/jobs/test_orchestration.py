@@ -35,7 +35,7 @@ def test_a_cluster_step_submits_the_configurations_spark_settings_and_environmen
     import sys
 
     from jobs.config import load_config
-    from jobs.delta_jars import fetch
+    from jobs.jars import fetch
     from jobs.orchestration import step_task
 
     monkeypatch.setenv("PRECIS_TEACHER_API_KEY", "sk-not-for-logs")
@@ -49,7 +49,7 @@ def test_a_cluster_step_submits_the_configurations_spark_settings_and_environmen
     monkeypatch.setenv("PRECIS__LAKE__ENGINE", "spark-delta")
     delta = step_task("filter_reviews", load_config(None)).conf
     assert delta["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
-    assert delta["spark.jars"] == ",".join(map(str, fetch(cluster_cfg.spark.delta_jars_dir)))  # fetched by `make test`
+    assert delta["spark.jars"] == ",".join(map(str, fetch(cluster_cfg.spark.jars_dir)["delta"]))  # fetched by `make test`
 
 
 @pytest.mark.parametrize("step", ["description_delta", "evaluate_ranking", "train_relsum"])

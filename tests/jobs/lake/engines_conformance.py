@@ -1,6 +1,6 @@
 """Runs the same writes and the same daily jobs on both lake engines and prints what each left.
 
-Run as its own process (`python tests/jobs/lake/engines_conformance.py WORKDIR`): Spark loads the
+Run as its own process (`python tests/jobs/lake/engines_conformance.py WORKDIR [LAKE_URI]`): Spark loads the
 Delta jars only when its JVM starts, and the test session's JVM has none. One Spark session with
 the jars serves both lakes: `deltalake` (executors write Parquet, delta-rs commits) and
 `spark-delta` (delta-spark natively). Prints one JSON object: per engine, the outcome of every
@@ -70,9 +70,10 @@ def kv_steps(lake, spark) -> list[dict]:
     out = []
     for name, step in steps:
         before = lake.delta_table(KV).version() if lake.exists(KV) else None
-        reported = step().committed
+        result = step()
         after = lake.delta_table(KV).version()
-        out.append({"step": name, "committed": after != before, "reported": reported, "rows": rows(lake, KV)})
+        out.append({"step": name, "committed": after != before, "reported": result.committed,
+                    "rows_written": result.rows_written if result.committed else 0, "rows": rows(lake, KV)})
     return out
 
 
@@ -134,18 +135,27 @@ def cross_reads(spark, lake, spec) -> dict:
     return sorted(json.dumps(r.asDict(), sort_keys=True, default=str) for r in native.collect())
 
 
-def main(work: Path) -> None:
+def main(work: Path, root: str | None) -> None:
+    """Both lakes under `work`, or under the object-store URI `root` (its endpoint and region in
+    the PRECIS__LAKE__STORAGE_OPTIONS mapping, its credentials in the environment)."""
+    import os
+
     from jobs.config import load_config
     from jobs.lake import Lake
     from jobs.lake import tables as T
     from jobs.spark import get_spark
 
-    env = {"PRECIS__SPARK__MASTER": "local[2]", "PRECIS__SPARK__SHUFFLE_PARTITIONS": "4", "PRECIS__LAKE__ENGINE": "spark-delta"}
-    spark = get_spark(load_config(None, environ=env))
+    env = {"PRECIS__SPARK__MASTER": "local[2]", "PRECIS__SPARK__SHUFFLE_PARTITIONS": "4", "PRECIS__LAKE__ENGINE": "spark-delta",
+           **{k: v for k, v in os.environ.items() if k == "PRECIS__LAKE__STORAGE_OPTIONS"}}
+    if root:  # an object store keeps the tables only (jobs.config)
+        env.update(PRECIS__RANKER__ARTIFACTS_DIR=str(work / "ranker"), PRECIS__TRAINING__ADAPTERS_DIR=str(work / "adapters"),
+                   PRECIS__ORCHESTRATION__REPORT_DIR=str(work / "reports"))
+    base = root or str(work)
+    spark = get_spark(load_config(None, lake=f"{base}/spark-delta", environ=env))
     reviews, relevance = inputs(work)
     result = {}
     for engine in ("deltalake", "spark-delta"):
-        lake = Lake(load_config(None, lake=str(work / engine), environ={**env, "PRECIS__LAKE__ENGINE": engine}), spark)
+        lake = Lake(load_config(None, lake=f"{base}/{engine}", environ={**env, "PRECIS__LAKE__ENGINE": engine}), spark)
         assert type(lake.engine).__name__ == {"deltalake": "DeltaRsEngine", "spark-delta": "SparkDeltaEngine"}[engine]
         result[engine] = {"kv": kv_steps(lake, spark), "race": concurrent_merges(lake, spark),
                           "jobs": job_steps(lake, reviews, relevance),
@@ -155,4 +165,4 @@ def main(work: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else None)
