@@ -12,6 +12,7 @@ loads the real DAG files, runs one DAG run with `dag.test()` and reports each ta
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -153,7 +154,22 @@ def airflow_env(cfg: PrecisConfig, config_path: str | None) -> dict[str, str]:
     source = config_path or (cfg.source if cfg.source != "<defaults>" else None)
     if source:
         env["PRECIS_CONFIG"] = str(Path(source).resolve())
+    if not is_local(cfg):
+        env.update(spark_connection_env(cfg))
     return env
+
+
+def spark_connection_env(cfg: PrecisConfig) -> dict[str, str]:
+    """The Airflow connection the cluster tasks submit through (`orchestration.spark_conn_id`),
+    defined from `spark.master` as an `AIRFLOW_CONN_*` variable, so `precis run` with a cluster
+    configuration needs nothing else. One the environment already defines is kept: a deployment's
+    own connection (queue, deploy mode, a principal) wins over the configuration's master."""
+    name = f"AIRFLOW_CONN_{cfg.orchestration.spark_conn_id.upper()}"
+    if name in os.environ:
+        log.info("cluster tasks submit through the connection in $%s", name)
+        return {}
+    log.info("cluster tasks submit to %s (connection %s)", cfg.spark.master, cfg.orchestration.spark_conn_id)
+    return {name: json.dumps({"conn_type": "spark", "host": cfg.spark.master})}
 
 
 def prepare_airflow(cfg: PrecisConfig, config_path: str | None) -> None:

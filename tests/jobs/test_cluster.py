@@ -3,14 +3,16 @@ JVMs started from the pyspark distribution's own `spark-class`, stopped at the e
 steps run through the DAG's own task, Airflow's SparkSubmitOperator with a real Airflow connection
 and a real `spark-submit`, so each step executes in cluster processes.
 
-The same steps then run in this process on the embedded default over the same inputs, and the
-tables must be the same: one code path, picked by configuration.
+The whole daily DAG runs through `precis run` with `conf/cluster.local.yaml` (the cluster example
+with loopback addresses): every task a cluster application, the lake on an S3-compatible store
+(moto's server), delta-spark writing through S3A. Its bronze and silver tables must equal those of
+the same steps run in this process on the embedded default (local disk, delta-rs): one code path,
+picked by configuration. The store's credentials, given in the environment only, are in no table,
+artifact, report or log.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 import socket
 import subprocess
@@ -23,7 +25,6 @@ import yaml
 
 from tests.conftest import BEAUTY
 
-DS = "2024-03-01"
 
 
 def _free_port() -> int:
@@ -38,8 +39,12 @@ def standalone(tmp_path_factory):
     import pyspark
 
     home = Path(pyspark.__file__).parent
+    from tests.jobs.lake.object_store import CREDENTIALS
+
     work = tmp_path_factory.mktemp("standalone")
-    env = {**os.environ, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1"}
+    # the workers' environment is the executors': the object store's credentials come from there, as
+    # from an instance role on a real cluster
+    env = {**os.environ, **CREDENTIALS, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1"}
     port = _free_port()
     url = f"spark://127.0.0.1:{port}"
     log = work / "master.log"
@@ -65,50 +70,97 @@ def standalone(tmp_path_factory):
             p.wait(timeout=30)
 
 
-def _config(tmp_path: Path, master: str) -> Path:
-    reviews = tmp_path / "reviews.jsonl"
-    with gzip.open(BEAUTY, "rt") as f:
-        reviews.write_text("".join(next(f) for _ in range(800)))
-    cfg = yaml.safe_load(Path("conf/local.yaml").read_text())
-    cfg["lake"]["root"] = str(tmp_path / "cluster_lake")
+REPO = Path(__file__).resolve().parents[2]
+D1 = "2024-06-01"
+
+
+def _cluster_local(tmp_path: Path, master: str, endpoint: str, cf_subset: Path) -> Path:
+    """conf/cluster.local.yaml with this run's ports and folders, the test suite's small sizes, and
+    the content rules reporting (zero-shot text: this test is about where things run)."""
+    from tests.conftest import SMALL_GENERATION
+
+    cfg = yaml.safe_load((REPO / "conf" / "cluster.local.yaml").read_text())
     cfg["spark"]["master"] = master
-    cfg["spark"]["conf"] = {"spark.executor.cores": "1", "spark.executor.memory": "1g", "spark.cores.max": "2"}
-    cfg["inputs"] = {"reviews": [{"path": str(reviews), "category": "All Beauty"}], "relevance": []}
-    cfg["orchestration"]["state_dir"] = str(tmp_path / "state")
-    path = tmp_path / "cluster.yaml"
+    cfg["lake"]["storage_options"]["AWS_ENDPOINT_URL"] = endpoint
+    cfg["ranker"] = {"artifacts_dir": str(tmp_path / "ranker"), "train": {"max_length": 64, "batch_size": 16}}
+    cfg["training"] = {"adapters_dir": str(tmp_path / "adapters")}
+    cfg["orchestration"] = {"state_dir": str(tmp_path / "state"), "report_dir": str(tmp_path / "reports"), "retries": 0}
+    cfg["generation"] = {k.split("__", 1)[1]: yaml.safe_load(v) for k, v in SMALL_GENERATION.items()}
+    cfg["generation"]["chunk_size"] = 64  # one commit per step: on delta-spark each commit is a few Spark jobs
+    cfg["inputs"] = {"reviews": [{"path": str(BEAUTY), "category": "All Beauty"}],
+                     "relevance": [{"paths": [str(cf_subset)], "format": "crowdflower"}]}
+    cfg["quality"] = {"content": {rule: "warn" for rule in ("constant_score", "score_concentration", "distinct_2",
+                                                             "template_echo", "ungrounded_persona")}}
+    path = tmp_path / "cluster.local.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-def test_daily_steps_run_on_a_standalone_cluster_through_spark_submit_and_match_the_embedded_run(standalone, tmp_path,
-                                                                                                monkeypatch, spark):
+def test_precis_run_runs_the_daily_dag_on_the_cluster_with_the_lake_on_an_object_store(standalone, tmp_path, cf_subset,
+                                                                                      spark, monkeypatch):
+    from jobs.jars import fetch
     from jobs.config import load_config
-    from jobs.lake import Lake
-    from jobs.lake import tables as T
-    from jobs.orchestration import step_task
-    from jobs.pipeline import STEPS
+    from tests.jobs.lake.object_store import BUCKET, CREDENTIALS, s3_server
 
     url, master_log = standalone
-    path = _config(tmp_path, url)
-    monkeypatch.setenv("PRECIS_CONFIG", str(path))
-    host, port = url.rsplit(":", 1)
-    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", json.dumps({"conn_type": "spark", "host": host, "port": int(port)}))
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")  # the venv's spark-submit
-    cfg = load_config(None)
-    for step in ("ingest", "filter_reviews"):
-        task = step_task(step, cfg)
-        task.application_args = [a.replace("{{ ds }}", DS) for a in task.application_args]  # as Airflow renders it
-        task.execute({})
-    # each step was an application of the cluster, with executors on both workers
-    text = master_log.read_text()
-    assert text.count("Registered app precis") == 2 and text.count("Launching executor") >= 4
+    fetch(load_config(None).spark.jars_dir, ("delta", "s3a"))  # `make test` fetched them; a no-op then
+    apps_before = master_log.read_text().count("Registered app")
+    with s3_server(tmp_path / "moto.log") as store:
+        config = _cluster_local(tmp_path, url, store.endpoint, cf_subset)
+        # no Airflow connection is defined: `precis run` defines it from spark.master
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith(("PRECIS", "AIRFLOW"))}, **CREDENTIALS,
+               "PATH": os.environ["PATH"].replace(f"{Path(sys.executable).parent}:", "")}  # as a user's shell, venv not active
+        precis = str(Path(sys.executable).parent / "precis")
 
-    cluster = Lake(cfg, spark)
-    embedded = Lake(load_config(str(path), lake=str(tmp_path / "embedded_lake")), spark)  # this process's local session
-    for step in ("ingest", "filter_reviews"):
-        STEPS[step](embedded, DS)
-    for table in (T.BRONZE_REVIEWS, T.SILVER_REVIEW_SPLIT, T.SILVER_USER_HISTORIES, T.SILVER_REVIEW_SAMPLES):
-        cols = table.content_columns
-        got = sorted(map(str, cluster.read_arrow(table, cols).to_pylist()))
-        want = sorted(map(str, embedded.read_arrow(table, cols).to_pylist()))
-        assert got and got == want, table.qualified_name
+        def run(*args: str) -> subprocess.CompletedProcess:
+            done = subprocess.run([precis, "--config", str(config), *args], cwd=REPO, env=env, capture_output=True,
+                                  text=True, timeout=2400)
+            assert done.returncode == 0, f"precis {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+            return done
+
+        outputs = [run("ingest", "relevance", str(cf_subset), "--format", "crowdflower", "--date", D1),
+                   run("train", "ranker", "--max-steps", "3"),
+                   run("run", "--date", D1)]
+        out = outputs[-1].stdout
+        tasks = [line.split() for line in out.split(f"precis_daily ds={D1}: success")[1].splitlines()[1:] if line.startswith("  ")]
+        assert len(tasks) == 18 and all(state == "success" for _, state in tasks), tasks
+        # each task of the DAG was an application of the cluster, with executors on its workers
+        apps = master_log.read_text().count("Registered app") - apps_before
+        assert apps >= 18, apps
+        # the tables are in the bucket, written by delta-spark through S3A; the serving table was published
+        keys = {key for key, _ in store.objects()}
+        for table in ("bronze/reviews", "silver/review_split", "gold/product_summaries", "gold/personas",
+                      "gold/rating_predictions", "serving/product_summaries", "eval/quality_results"):
+            assert f"lake/{table}/_delta_log/00000000000000000000.json" in keys, table
+        look = run("sql", "select count(*) as n, min(model_id) as model from serving.product_summaries")
+        assert "smollm2" in look.stdout.lower(), look.stdout
+        report = tmp_path / "reports" / D1 / "report.md"
+        assert out.rstrip().endswith(f"report: {report}") and "| bronze | " in report.read_text()
+        # the credentials were in the environment only: no object, artifact, report or log holds them
+        secrets = list(CREDENTIALS.values())
+        assert not [key for key, body in store.objects() if any(v.encode() in body for v in secrets)]
+        files = [f for f in tmp_path.rglob("*") if f.is_file() and f.suffix not in (".onnx", ".safetensors", ".bin", ".db")]
+        names = {f.relative_to(tmp_path).as_posix() for f in files}
+        assert {"cluster.local.yaml", f"reports/{D1}/report.md", "ranker/v0001/ranker.json"} <= names, names
+        assert not [f for f in files if any(v in f.read_text(errors="replace") for v in secrets)]
+        assert not [o for o in outputs if any(v in o.stdout + o.stderr for v in secrets)]
+        assert BUCKET in config.read_text() and not any(v in config.read_text() for v in secrets)
+
+        # the same steps on the embedded default, in this process, over the same inputs: the same tables
+        from jobs.lake import Lake
+        from jobs.lake import tables as T
+        from jobs.pipeline import STEPS
+
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", CREDENTIALS["AWS_ACCESS_KEY_ID"])  # to read the bucket from here
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        cluster = Lake(load_config(str(config), environ={}), spark)
+        embedded = Lake(load_config(str(config), lake=str(tmp_path / "embedded_lake"),
+                                    environ={"PRECIS__LAKE__ENGINE": "deltalake"}), spark)
+        for step in ("ingest", "filter_reviews"):
+            STEPS[step](embedded, D1)
+        for table in (T.BRONZE_REVIEWS, T.BRONZE_JUDGMENTS, T.SILVER_REVIEW_SPLIT, T.SILVER_USER_HISTORIES,
+                      T.SILVER_REVIEW_SAMPLES):
+            cols = table.content_columns
+            got = sorted(map(str, cluster.read_arrow(table, cols).to_pylist()))
+            want = sorted(map(str, embedded.read_arrow(table, cols).to_pylist()))
+            assert got and got == want, table.qualified_name

@@ -62,3 +62,20 @@ def test_a_cluster_step_that_needs_a_ranker_is_skipped_before_submitting_when_no
     assert NEEDS_RANKER <= set(STEPS) and step in NEEDS_RANKER
     with pytest.raises(AirflowSkipException, match="precis train ranker"):
         step_task(step, cluster_cfg).execute({})
+
+
+def test_precis_run_defines_the_spark_connection_from_the_master_unless_the_environment_has_one(cluster_cfg, monkeypatch):
+    import json
+
+    from jobs.orchestration import airflow_env
+
+    monkeypatch.delenv("AIRFLOW_CONN_SPARK_DEFAULT", raising=False)
+    env = airflow_env(cluster_cfg, cluster_cfg.source)
+    conn = json.loads(env["AIRFLOW_CONN_SPARK_DEFAULT"])
+    assert conn == {"conn_type": "spark", "host": "spark://127.0.0.1:7077"}
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_DEFAULT", '{"conn_type": "spark", "host": "yarn", "extra": {"queue": "q"}}')
+    assert "AIRFLOW_CONN_SPARK_DEFAULT" not in airflow_env(cluster_cfg, cluster_cfg.source)  # a deployment's own wins
+    monkeypatch.setenv("PRECIS__SPARK__MASTER", "local[2]")
+    from jobs.config import load_config
+
+    assert not any(k.startswith("AIRFLOW_CONN_") for k in airflow_env(load_config(None), None))
