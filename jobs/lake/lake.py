@@ -579,15 +579,14 @@ class SparkDeltaEngine(_Engine):
     def read(self, spec: TableSpec) -> "DataFrame":
         return self.lake.spark.read.format("delta").load(self.lake.path(spec))
 
-    def _version(self, spec: TableSpec) -> int:
-        from delta.tables import DeltaTable
-
-        return DeltaTable.forPath(self.lake.spark, self.lake.path(spec)).history(1).collect()[0]["version"]
-
     def _last_commit(self, spec: TableSpec):
+        """The table's newest DESCRIBE HISTORY row (version, operation, operationMetrics)."""
         from delta.tables import DeltaTable
 
         return DeltaTable.forPath(self.lake.spark, self.lake.path(spec)).history(1).collect()[0]
+
+    def _version(self, spec: TableSpec) -> int:
+        return self._last_commit(spec)["version"]
 
     def _transact(self, spec: TableSpec, write) -> WriteResult:
         """delta-spark detects conflicting commits itself (optimistic concurrency against the

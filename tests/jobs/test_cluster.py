@@ -14,7 +14,6 @@ artifact, report or log.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,13 +23,8 @@ import pytest
 import yaml
 
 from tests.conftest import BEAUTY
+from tests.jobs.lake.object_store import free_port
 
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +39,16 @@ def standalone(tmp_path_factory):
     # the workers' environment is the executors': the object store's credentials come from there, as
     # from an instance role on a real cluster
     env = {**os.environ, **CREDENTIALS, "SPARK_HOME": str(home), "SPARK_LOCAL_IP": "127.0.0.1"}
-    port = _free_port()
+    port = free_port()
     url = f"spark://127.0.0.1:{port}"
     log = work / "master.log"
     cls = str(home / "bin" / "spark-class")
     procs = [subprocess.Popen([cls, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-                               "--webui-port", str(_free_port())], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)]
+                               "--webui-port", str(free_port())], env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)]
     for w in range(2):
         procs.append(subprocess.Popen(
             [cls, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
-             "--webui-port", str(_free_port()), "--work-dir", str(work / f"worker{w}")],
+             "--webui-port", str(free_port()), "--work-dir", str(work / f"worker{w}")],
             env=env, stdout=(work / f"worker{w}.log").open("w"), stderr=subprocess.STDOUT))
     try:
         deadline = time.monotonic() + 120

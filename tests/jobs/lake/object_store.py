@@ -45,7 +45,7 @@ class Store:
                 yield obj["Key"], s3.get_object(Bucket=BUCKET, Key=obj["Key"])["Body"].read()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -54,7 +54,7 @@ def _free_port() -> int:
 @contextmanager
 def s3_server(log: Path) -> Iterator[Store]:
     """moto's S3 on 127.0.0.1:<free port> with the bucket created; stopped at the end."""
-    port = _free_port()
+    port = free_port()
     server = Path(sys.executable).parent / "moto_server"
     proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=log.open("w"),
                             stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS})
