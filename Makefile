@@ -64,6 +64,7 @@ test: models jars
 
 bench: venv
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/ingest.py --pin
 	$(BIN)/python benchmarks/ranker.py
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/train_step.py --lake $(LAKE)
