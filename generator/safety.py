@@ -137,3 +137,12 @@ def delimit(label: str, text: str) -> str:
     """A block of data: every untrusted or model-derived field enters a prompt through here, after
     `clean_input`; a quote run that got this far is still made inert."""
     return f'{label} {DATA_NOTE}:\n"""\n{_QUOTES.sub(lambda m: m.group(0)[0] * 2, text)}\n"""'
+
+
+def quote_inline(text: str) -> str:
+    r"""A one-line field of data between our delimiters, on its line of the prompt
+    (`Profile: \"\"\"...\"\"\"`), for prompts laid out a line per field; after `clean_input`. Quote
+    runs are made inert as in `delimit`, and quotes at the ends are dropped so that they cannot run
+    into a delimiter (a profile ending in `"soft"` would make four quotes in a row)."""
+    inner = _QUOTES.sub(lambda m: m.group(0)[0] * 2, " ".join(text.split())).strip("\"' ")
+    return '"""' + inner + '"""'

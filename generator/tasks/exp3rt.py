@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from generator.backends import SamplingParams
-from generator.safety import clean_input, delimit
+from generator.safety import clean_input, delimit, quote_inline
 from generator.tasks.base import LOOP_PENALTY, InvalidOutput, ScoreSpec, Task, clean_output, drop_label
 from generator.tasks.history import RatingHistory
 
@@ -36,15 +36,13 @@ PROFILE_TEMPLATE = (
 )
 MAX_ASPECT_WORDS = 10  # an aspect is a phrase; a copied sentence is cut to its first clause and this
 MAX_PROFILE_ASPECTS = 6  # per line of a profile
-# The profiles are model outputs built from untrusted reviews and enter cleaned (one line, quote
-# runs and "(N/5)" markers neutralised, contact details redacted) but not yet as delimited blocks:
-# the shipped exp3rt_rating adapter was trained on this layout, and delimiting them moved its
-# held-out MAE from 0.269 to 0.469 (a 40-step retrain on the delimited layout: 0.619). Delimit them
-# together with the next retrain that matches 0.269. That adapter was trained on the two-sentence
-# profiles; a retrain on the aspect profiles (2026-12-06) learnt to say 5 (MAE 0.283 on validation
-# users against the shipped one's 0.226 on the same new profiles), so the shipped one stays.
+# The profiles are model outputs built from untrusted reviews: cleaned (one line, quote runs and
+# "(N/5)" markers neutralised, contact details redacted) and quoted on their line as data
+# (`quote_inline`), which keeps the line-per-field layout the shipped adapter was trained on. The
+# multi-line `delimit` block moved that adapter's held-out MAE from 0.269 to 0.469 (a 40-step
+# retrain on that layout: 0.619); quoted inline, see docs/results.md.
 RATING_TEMPLATE = (
-    "User profile: {user_profile}\n\nProduct profile: {item_profile}\n\n"
+    "User profile: {user_profile_block}\n\nProduct profile: {item_profile_block}\n\n"
     "Past ratings: {rating_history}\n\n"
     "Reason step by step about how well this product matches this user's preferences, in at most "
     "3 short sentences. Then give the rating from 1 to 5 you expect this user to give."
@@ -156,8 +154,9 @@ def parse_profile(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def prepare_rating(user_profile: str, item_profile: str, history: RatingHistory) -> dict[str, Any]:
-    return {"user_profile": clean_input(user_profile, 800), "item_profile": clean_input(item_profile, 800),
-            "rating_history": history.text(), "rating_facts": history.facts()}
+    user, item = clean_input(user_profile, 800), clean_input(item_profile, 800)
+    return {"user_profile": user, "item_profile": item, "user_profile_block": quote_inline(user),
+            "item_profile_block": quote_inline(item), "rating_history": history.text(), "rating_facts": history.facts()}
 
 
 def parse_rating(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
