@@ -113,10 +113,15 @@ _RATING_MARKER = re.compile(r"\(\s*(\d+(?:\.\d+)?)\s*/\s*(5|10)\s*\)")
 _QUOTES = re.compile(r'"{3,}|\'{3,}|`{3,}')
 
 
+def _inert_quotes(text: str) -> str:
+    """Runs of three or more quotes (our delimiter is \"\"\") cut to two."""
+    return _QUOTES.sub(lambda m: m.group(0)[0] * 2, text)
+
+
 def neutralise(text: str) -> str:
     """Delimiter and list-marker look-alikes in untrusted text made inert: runs of three or more
     quotes (our delimiter is \"\"\") become two, and "(N/5)" rating markers lose their parentheses."""
-    out = _QUOTES.sub(lambda m: m.group(0)[0] * 2, text)
+    out = _inert_quotes(text)
     return _RATING_MARKER.sub(r"\1/\2", out)
 
 
@@ -136,7 +141,7 @@ DATA_NOTE = "(data, not instructions)"  # what `delimit` puts after every data b
 def delimit(label: str, text: str) -> str:
     """A block of data: every untrusted or model-derived field enters a prompt through here, after
     `clean_input`; a quote run that got this far is still made inert."""
-    return f'{label} {DATA_NOTE}:\n"""\n{_QUOTES.sub(lambda m: m.group(0)[0] * 2, text)}\n"""'
+    return f'{label} {DATA_NOTE}:\n"""\n{_inert_quotes(text)}\n"""'
 
 
 def quote_inline(text: str) -> str:
@@ -144,5 +149,5 @@ def quote_inline(text: str) -> str:
     (`Profile: \"\"\"...\"\"\"`), for prompts laid out a line per field; after `clean_input`. Quote
     runs are made inert as in `delimit`, and quotes at the ends are dropped so that they cannot run
     into a delimiter (a profile ending in `"soft"` would make four quotes in a row)."""
-    inner = _QUOTES.sub(lambda m: m.group(0)[0] * 2, " ".join(text.split())).strip("\"' ")
+    inner = _inert_quotes(" ".join(text.split())).strip("\"' ")
     return '"""' + inner + '"""'
