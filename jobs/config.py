@@ -219,6 +219,12 @@ class GenerationConfig(_Section):
         "with 5 candidates in all every one is in the top 5.",
     )
     history_k: int = Field(default=3, ge=1, description="RPO: history items retrieved per rewrite.")
+    product_stats_refresh_days: int = Field(
+        default=7, ge=1,
+        description="Rating and suitability prompts state each product's train mean and review count; they are "
+        "refreshed every this many days (from that day's silver.review_split), not daily, because a change "
+        "re-runs every pair with the product (1: daily). A user's own mean and count are always today's.",
+    )
 
 
 class ReviewInput(_Section):

@@ -165,12 +165,42 @@ def rating_history(row):
     return RatingHistory(mean(row["user_mean"]), count(row["user_n"]), mean(row["item_mean"]), count(row["item_n"]))
 
 
+def product_stats_ds(partitions, every_days: int) -> str:
+    """The `silver.review_split` partition that products' train statistics are read from.
+
+    Anchors walk the partitions oldest first: the oldest is one, and so is each later partition at
+    least `every_days` days after the previous anchor; the newest anchor is returned. So the
+    statistics move once every `every_days` days, not with every new review (1: the newest
+    partition, daily). Reading an older partition leaks nothing: reviews are only ever added, so a
+    review that was train then is train now, and a held-out review of today was held out then or
+    did not exist."""
+    from datetime import date
+
+    anchor = None
+    for ds in sorted(set(partitions)):
+        if anchor is None or (date.fromisoformat(ds) - date.fromisoformat(anchor)).days >= every_days:
+            anchor = ds
+    if anchor is None:
+        raise ValueError("silver.review_split has no partition: run filter_reviews first")
+    return anchor
+
+
 def train_rating_stats(lake: Lake):
     """(user_mean, user_n) per user and (item_mean, item_n) per product over train reviews only:
-    what a rating prediction may know besides the profiles (no held-out rating is in them)."""
+    what a rating prediction may know besides the profiles (no held-out rating is in them).
+
+    The user's come from today's split. The products' come from the split of the last refresh
+    (`generation.product_stats_refresh_days`, `product_stats_ds`): a product's mean and count are
+    in the prompt of every pair with it, so refreshing them daily would re-rate all of those pairs
+    for each new review of the product."""
     from pyspark.sql import functions as F
 
-    train = latest(lake.read(T.SILVER_REVIEW_SPLIT)).where(F.col("split") == "train")
+    split = lake.read(T.SILVER_REVIEW_SPLIT)
+    every = lake.cfg.generation.product_stats_refresh_days
+    anchor = product_stats_ds([r[0] for r in split.select("ds").distinct().collect()], every)
+    log.info("product rating statistics: silver.review_split ds=%s (refreshed every %d day(s))", anchor, every)
+    train = latest(split).where(F.col("split") == "train")
     users = train.groupBy("user_id").agg(F.avg("rating").alias("user_mean"), F.count("*").alias("user_n"))
-    items = train.groupBy("product_id").agg(F.avg("rating").alias("item_mean"), F.count("*").alias("item_n"))
+    then = split.where((F.col("ds") == anchor) & (F.col("split") == "train"))
+    items = then.groupBy("product_id").agg(F.avg("rating").alias("item_mean"), F.count("*").alias("item_n"))
     return users, items

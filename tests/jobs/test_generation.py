@@ -67,6 +67,56 @@ def test_filter_reviews_selection_and_the_heldout_split(lake):
     assert not h.reviews.map(lambda rs: any(r["review_id"] in set(held.review_id) for r in rs)).any()
 
 
+def test_product_stats_anchor_moves_once_every_refresh_period():
+    from jobs.features.selection import product_stats_ds
+
+    days = ["2026-01-01", "2026-01-02", "2026-01-07", "2026-01-08", "2026-01-09", "2026-01-16"]
+    assert [product_stats_ds(days[:n], 7) for n in range(1, 7)] == \
+        ["2026-01-01", "2026-01-01", "2026-01-01", "2026-01-08", "2026-01-08", "2026-01-16"]
+    assert product_stats_ds(days, 1) == "2026-01-16"  # daily: the newest
+    assert product_stats_ds(reversed(days[:5]), 7) == "2026-01-08"  # the order partitions are listed in does not matter
+    with pytest.raises(ValueError, match="filter_reviews"):
+        product_stats_ds([], 7)
+
+
+def test_a_new_review_moves_the_users_stats_at_once_and_the_products_on_the_refresh_day(lake, tmp_path):
+    """Day 2 adds a review: the user's train mean and count move at once; the product whose review
+    turned from held-out to train keeps day 1's (refreshed every 7 days), though today's split has
+    one more train review of it."""
+    import gzip
+    import json
+
+    from jobs.features.selection import train_rating_stats
+    from jobs.ingest.job import ingest_reviews
+
+    records = [json.loads(line) for line in gzip.open(BEAUTY, "rt")]
+    user = records[0]["reviewerID"]
+    product = next(r["asin"] for r in records
+                   if all(not (q["reviewerID"] == user and q["asin"] == r["asin"]) for q in records))
+    newer = max(r["unixReviewTime"] for r in records) + 86400
+    day2 = tmp_path / "day2.jsonl"
+    day2.write_text(json.dumps({**records[0], "asin": product, "overall": 1.0, "unixReviewTime": newer}) + "\n")
+
+    def stats():
+        users, items = train_rating_stats(lake)
+        return (users.toPandas().set_index("user_id").loc[user].tolist(),
+                items.toPandas().set_index("product_id").loc[old].tolist())
+
+    assert lake.cfg.generation.product_stats_refresh_days == 7
+    ingest_reviews(lake, [str(BEAUTY)], "2026-01-01")
+    filter_reviews(lake, "2026-01-01")
+    split = lake.read_pandas("silver.review_split")
+    old = split.loc[(split.user_id == user) & (split.split == "heldout"), "product_id"].item()
+    before = stats()
+    ingest_reviews(lake, [str(day2)], "2026-01-02")
+    filter_reviews(lake, "2026-01-02")
+    user_now, item_now = stats()
+    assert user_now[1] == before[0][1] + 1  # the user's held-out review of `old` is train now
+    assert item_now == before[1]  # the product's mean and count as of day 1
+    today = lake.read_pandas("silver.review_split").query("ds == '2026-01-02' and split == 'train'")
+    assert (today.product_id == old).sum() == before[1][1] + 1  # what a daily refresh would have read
+
+
 def test_every_gold_table_is_filled_and_every_row_valid(generated_lake):
     lake, reports = generated_lake
     for name in ORDER:
