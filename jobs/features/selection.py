@@ -21,6 +21,7 @@ import logging
 
 from jobs.lake import Lake
 from jobs.lake import tables as T
+from precis.errors import MissingPrerequisite
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def product_stats_ds(partitions, every_days: int) -> str:
         if anchor is None or (date.fromisoformat(ds) - date.fromisoformat(anchor)).days >= every_days:
             anchor = ds
     if anchor is None:
-        raise ValueError("silver.review_split has no partition: run filter_reviews first")
+        raise MissingPrerequisite("silver.review_split has no partition", "run `precis job filter_reviews` first")
     return anchor
 
 

@@ -69,13 +69,14 @@ def test_filter_reviews_selection_and_the_heldout_split(lake):
 
 def test_product_stats_anchor_moves_once_every_refresh_period():
     from jobs.features.selection import product_stats_ds
+    from precis.errors import MissingPrerequisite
 
     days = ["2026-01-01", "2026-01-02", "2026-01-07", "2026-01-08", "2026-01-09", "2026-01-16"]
     assert [product_stats_ds(days[:n], 7) for n in range(1, 7)] == \
         ["2026-01-01", "2026-01-01", "2026-01-01", "2026-01-08", "2026-01-08", "2026-01-16"]
     assert product_stats_ds(days, 1) == "2026-01-16"  # daily: the newest
     assert product_stats_ds(reversed(days[:5]), 7) == "2026-01-08"  # the order partitions are listed in does not matter
-    with pytest.raises(ValueError, match="filter_reviews"):
+    with pytest.raises(MissingPrerequisite, match="filter_reviews"):
         product_stats_ds([], 7)
 
 
