@@ -196,12 +196,13 @@ def train_rating_stats(lake: Lake):
     for each new review of the product."""
     from pyspark.sql import functions as F
 
-    split = lake.read(T.SILVER_REVIEW_SPLIT)
+    train = lake.read(T.SILVER_REVIEW_SPLIT).where(F.col("split") == "train")
+    days = [r[0] for r in train.select("ds").distinct().collect()]  # one listing: today's and the anchor
     every = lake.cfg.generation.product_stats_refresh_days
-    anchor = product_stats_ds([r[0] for r in split.select("ds").distinct().collect()], every)
+    anchor = product_stats_ds(days, every)
     log.info("product rating statistics: silver.review_split ds=%s (refreshed every %d day(s))", anchor, every)
-    train = latest(split).where(F.col("split") == "train")
-    users = train.groupBy("user_id").agg(F.avg("rating").alias("user_mean"), F.count("*").alias("user_n"))
-    then = split.where((F.col("ds") == anchor) & (F.col("split") == "train"))
-    items = then.groupBy("product_id").agg(F.avg("rating").alias("item_mean"), F.count("*").alias("item_n"))
+    users = (train.where(F.col("ds") == max(days))
+             .groupBy("user_id").agg(F.avg("rating").alias("user_mean"), F.count("*").alias("user_n")))
+    items = (train.where(F.col("ds") == anchor)
+             .groupBy("product_id").agg(F.avg("rating").alias("item_mean"), F.count("*").alias("item_n")))
     return users, items
