@@ -77,6 +77,25 @@ def prepare_persona(history: Sequence[tuple[float, str]], max_chars: int = 2000)
     return {"history_block": _reviews_block(history, max_chars), "evidence": [text for _, text in history]}
 
 
+# A persona sentence is about the shopper: its subject is the shopper ("This shopper ...", "They ...",
+# "Her reviews ..."), and it does not make the shopper a brand, a product or a trade. SmolLM2-135M
+# drifts into describing the product ("This is a high end skincare product ...") or its maker ("This
+# shopper is a dedicated skincare brand ..."); the reviews' words support both, so grounding keeps them.
+_SHOPPER_SUBJECT = re.compile(
+    r"^(?:(?:also|and|but|however|overall|generally|often|usually|in general)\b,?\s+)*"
+    r"(?:(?:this|the)\s+(?:shopper|user|customer|reviewer|person|buyer)|they|she|he|their|her|his)\b", re.IGNORECASE)
+_NOT_A_SHOPPER = re.compile(
+    r"\b(?:is|are|was)\s+(?:a|an|the)\s+(?:[\w-]+\s+){0,3}?"
+    r"(?:brand|company|product|store|shop|business|manufacturer|seller|retailer|professional|expert|specialist"
+    r"|\w*maker|doctor|dermatologist|stylist|artist)s?\b", re.IGNORECASE)
+
+
+def describes_shopper(sentence: str) -> bool:
+    """Whether a persona sentence is about the shopper (see _SHOPPER_SUBJECT, _NOT_A_SHOPPER)."""
+    s = sentence.strip()
+    return bool(_SHOPPER_SUBJECT.match(s)) and not _NOT_A_SHOPPER.search(s)
+
+
 DUPLICATE_CLAIM = 0.85  # cosine at which two persona sentences say the same thing ("She wants X" / "This shopper wants X": 0.88)
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 
@@ -84,10 +103,12 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 def grounded_persona(values: Sequence[dict[str, Any]], inputs: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """Of several candidate personas, the one with the most sentences supported by the user's own
     reviews (generator.grounding), keeping only its supported sentences: a claim the reviews do not
-    support is not kept, nor one copied from a review (cosine >= COPY_THRESHOLD), nor one stating a
-    number the reviews never state (an age, a height: "a 25-year-old woman" passes the embedding
-    check when the reviews are a woman's), nor one that repeats a kept sentence (cosine >=
-    DUPLICATE_CLAIM). When no candidate has a supported sentence there is no persona to keep:
+    support is not kept, nor one that is not about the shopper (`describes_shopper`: "This is a high
+    end skincare product", "This shopper is a skincare brand"), nor one copied from a review (cosine
+    >= COPY_THRESHOLD), nor one stating a number the reviews never state (an age, a height: "a
+    25-year-old woman" passes the embedding check when the reviews are a woman's), nor one that
+    repeats a kept sentence (cosine >= DUPLICATE_CLAIM). When no candidate has a kept sentence
+    there is no persona to keep:
     InvalidOutput, so the task samples new candidates, and after its last attempt the user's failure
     is recorded with this reason."""
     from generator.grounding import ground
@@ -99,7 +120,7 @@ def grounded_persona(values: Sequence[dict[str, Any]], inputs: dict[str, Any]) -
 
     def supported(g) -> list[str]:
         claims = [c for c, b in zip(g.claims, g.best)
-                  if g.threshold <= b < COPY_THRESHOLD and set(_NUMBER.findall(c)) <= stated]
+                  if g.threshold <= b < COPY_THRESHOLD and set(_NUMBER.findall(c)) <= stated and describes_shopper(c)]
         if len(claims) < 2:
             return claims
         vecs = embed(claims)
@@ -110,8 +131,8 @@ def grounded_persona(values: Sequence[dict[str, Any]], inputs: dict[str, Any]) -
     best = max(range(len(values)), key=lambda k: (len(kept_by[k]), -max(checks[k].best, default=0.0), -k))
     kept = kept_by[best]
     if not kept:
-        raise InvalidOutput(f"no sentence of any of the {len(values)} valid candidate personas is supported by the "
-                            "user's own reviews")
+        raise InvalidOutput(f"no sentence of any of the {len(values)} valid candidate personas is about the "
+                            "shopper and supported by the user's own reviews")
     return best, {"persona": " ".join(c if c[-1] in ".!?" else c + "." for c in kept)}
 
 
@@ -213,8 +234,9 @@ def persona_task() -> Task:
                 SamplingParams(max_new_tokens=64),
                 reply_prefix=PERSONA_LEAD, candidates=PERSONA_CANDIDATES, pick=grounded_persona,
                 # 2: review lists and copied review sentences are not a persona; 3: nor an unsupported one;
-                # 4: nor a number the reviews never state, nor a repeated sentence
-                rules_version="4")
+                # 4: nor a number the reviews never state, nor a repeated sentence; 5: nor a sentence
+                # that is not about the shopper
+                rules_version="5")
 
 
 def summary_task() -> Task:

@@ -70,14 +70,19 @@ def persona_grounding(lake: Lake, rows: pd.DataFrame) -> list:
 
 def persona_metrics(lake: Lake, rows: pd.DataFrame) -> list[MetricRow]:
     """Grounding: the share of persona sentences supported by the user's own reviews (mean over
-    personas), the count of unsupported claims, and personas with no supported sentence."""
+    personas), the count of unsupported claims, and personas with no supported sentence; and the
+    share of persona sentences that are about the shopper (`sumforu.describes_shopper`), which
+    grounding cannot see: a sentence describing the product is supported by its reviews."""
+    from generator.tasks.sumforu import describes_shopper
+
     checks = [g for g in persona_grounding(lake, rows) if g.claims]
     if not checks:
         return []
     n = len(checks)
     return [("grounding_share", float(np.mean([g.share for g in checks])), n),
             ("unsupported_claims", float(sum(len(g.unsupported_claims) for g in checks)), n),
-            ("ungrounded_personas", float(sum(g.supported == 0 for g in checks)), n)]
+            ("ungrounded_personas", float(sum(g.supported == 0 for g in checks)), n),
+            ("about_shopper_share", float(np.mean([np.mean([describes_shopper(c) for c in g.claims]) for g in checks])), n)]
 
 
 PERSONAS = FeatureJob(
@@ -90,7 +95,9 @@ PERSONAS = FeatureJob(
     grounding=persona_grounding,
     metrics=persona_metrics,
     signals=(Signal("grounding_share", "higher", threshold=0.5,
-                    question="are most persona sentences supported by the user's own reviews?"),),
+                    question="are most persona sentences supported by the user's own reviews?"),
+             Signal("about_shopper_share", "higher", threshold=0.8,
+                    question="are persona sentences about the shopper, not the product or its maker?")),
 )
 
 

@@ -241,12 +241,34 @@ def test_grounded_persona_keeps_the_best_grounded_candidate_and_only_its_support
     index, kept = sumforu.grounded_persona([aged], {"evidence": evidence})
     assert "25" not in kept["persona"] and kept["persona"].count("frizz free") == 1 and "lavender" in kept["persona"]
     assert "25-year-old" in sumforu.grounded_persona([aged], {"evidence": evidence + ["I am 25 and love it."]})[1]["persona"]
+    # a sentence about the product or its maker is supported by the reviews' words, but is no persona
+    drift = {"persona": "This is a gentle shampoo that keeps curly hair soft and frizz free. "
+                        "This shopper is a haircare brand that keeps curly hair soft and frizz free. "
+                        "She likes a lavender scent that lasts."}
+    assert sumforu.grounded_persona([drift], {"evidence": evidence})[1] == {"persona": "She likes a lavender scent that lasts."}
+    with pytest.raises(InvalidOutput, match="about the shopper"):
+        sumforu.grounded_persona([{"persona": drift["persona"].rsplit(". ", 1)[0] + "."}], {"evidence": evidence})
     with pytest.raises(InvalidOutput, match="copies the review list"):
         sumforu.parse_persona("Persona: (5/5) Love this. (4/5) Smells nice.", {})
     task = sumforu.persona_task()
     assert task.candidates == 4 and "best of 4" not in task.template  # recorded in the prompt version only
     with pytest.raises(ValueError, match="best of N"):
         dataclasses.replace(task, pick=None)
+
+
+@pytest.mark.parametrize(("sentence", "about"), [
+    ("This shopper buys gentle shampoo for curly hair.", True),
+    ("They praise the scent but complain about the price.", True),
+    ("However, she finds most lotions too greasy.", True),
+    ("Her reviews praise mild scents.", True),
+    ("This is a high end skincare product with a healthy focus.", False),  # the product
+    ("The soap has a mild minty flavor.", False),
+    ("This shopper is a dedicated skincare brand.", False),  # the maker
+    ("This shopper is a professional soapmaker.", False),  # an invented trade
+    ("A: The shopper does not want adult toothpaste.", False),  # a Q&A transcript
+])
+def test_describes_shopper_wants_the_shopper_as_subject_and_not_a_brand_or_trade(sentence, about):
+    assert sumforu.describes_shopper(sentence) is about
 
 
 def test_persona_extract_picks_the_review_sentences_closest_to_the_persona():

@@ -251,3 +251,5 @@ def test_a_persona_with_no_sentence_supported_by_the_users_reviews_fails_and_a_g
     rows = strict.read_pandas("gold.personas").sort_values("user_id").reset_index(drop=True)
     m = {name: v for name, v, _ in persona_metrics(strict, rows)}
     assert m["ungrounded_personas"] == 1 and m["unsupported_claims"] >= 2 and 0 < m["grounding_share"] < 1
+    # "She trains ..." is about the shopper, "Ava is ..." and the review's own sentences are not
+    assert 0 < m["about_shopper_share"] < 1
