@@ -88,12 +88,17 @@ _NOT_A_SHOPPER = re.compile(
     r"\b(?:is|are|was)\s+(?:a|an|the)\s+(?:[\w-]+\s+){0,3}?"
     r"(?:brand|company|product|store|shop|business|manufacturer|seller|retailer|professional|expert|specialist"
     r"|\w*maker|doctor|dermatologist|stylist|artist)s?\b", re.IGNORECASE)
+# ... nor a seller under a shopper's pronoun: once "This shopper is a brand" was dropped, the picked
+# candidates said it as "They offer a wide range of products" / "They are known for their quality products"
+_SELLS = re.compile(
+    r"^(?:this\s+shopper|they|she|he)\s+(?:also\s+)?(?:offers?|provides?|sells?|manufactures?|produces?|speciali[sz]es?"
+    r"|(?:is|are)\s+known\s+for|(?:has|have)\s+been\s+praised|(?:is|are)\s+praised)\b", re.IGNORECASE)
 
 
 def describes_shopper(sentence: str) -> bool:
-    """Whether a persona sentence is about the shopper (see _SHOPPER_SUBJECT, _NOT_A_SHOPPER)."""
+    """Whether a persona sentence is about the shopper (see _SHOPPER_SUBJECT, _NOT_A_SHOPPER, _SELLS)."""
     s = sentence.strip()
-    return bool(_SHOPPER_SUBJECT.match(s)) and not _NOT_A_SHOPPER.search(s)
+    return bool(_SHOPPER_SUBJECT.match(s)) and not _NOT_A_SHOPPER.search(s) and not _SELLS.match(s)
 
 
 DUPLICATE_CLAIM = 0.85  # cosine at which two persona sentences say the same thing ("She wants X" / "This shopper wants X": 0.88)
@@ -235,8 +240,8 @@ def persona_task() -> Task:
                 reply_prefix=PERSONA_LEAD, candidates=PERSONA_CANDIDATES, pick=grounded_persona,
                 # 2: review lists and copied review sentences are not a persona; 3: nor an unsupported one;
                 # 4: nor a number the reviews never state, nor a repeated sentence; 5: nor a sentence
-                # that is not about the shopper
-                rules_version="5")
+                # that is not about the shopper; 6: nor a shopper who sells
+                rules_version="6")
 
 
 def summary_task() -> Task:
