@@ -89,10 +89,11 @@ _NOT_A_SHOPPER = re.compile(
     r"(?:brand|company|product|store|shop|business|manufacturer|seller|retailer|professional|expert|specialist"
     r"|\w*maker|doctor|dermatologist|stylist|artist)s?\b", re.IGNORECASE)
 # ... nor a seller under a shopper's pronoun: once "This shopper is a brand" was dropped, the picked
-# candidates said it as "They offer a wide range of products" / "They are known for their quality products"
+# candidates said it as "They offer a wide range of products" / "They are well-known for their quality products"
 _SELLS = re.compile(
     r"^(?:this\s+shopper|they|she|he)\s+(?:also\s+)?(?:offers?|provides?|sells?|manufactures?|produces?|speciali[sz]es?"
-    r"|(?:is|are)\s+known\s+for|(?:has|have)\s+been\s+praised|(?:is|are)\s+praised)\b", re.IGNORECASE)
+    r"|(?:is|are)\s+(?:not\s+only\s+)?(?:well[\s-]?known|known|famous|renowned)\s+for"
+    r"|(?:has|have)\s+been\s+praised|(?:is|are)\s+praised)\b", re.IGNORECASE)
 
 
 def describes_shopper(sentence: str) -> bool:
@@ -240,8 +241,8 @@ def persona_task() -> Task:
                 reply_prefix=PERSONA_LEAD, candidates=PERSONA_CANDIDATES, pick=grounded_persona,
                 # 2: review lists and copied review sentences are not a persona; 3: nor an unsupported one;
                 # 4: nor a number the reviews never state, nor a repeated sentence; 5: nor a sentence
-                # that is not about the shopper; 6: nor a shopper who sells
-                rules_version="6")
+                # that is not about the shopper; 6: nor a shopper who sells; 7: nor one famous for products
+                rules_version="7")
 
 
 def summary_task() -> Task:

@@ -268,6 +268,8 @@ def test_grounded_persona_keeps_the_best_grounded_candidate_and_only_its_support
     ("A: The shopper does not want adult toothpaste.", False),  # a Q&A transcript
     ("They offer a wide range of products, including eye creams.", False),  # a seller under "they"
     ("They are known for their quality products.", False),
+    ("They are not only famous for their moisturizers, but also for their soap.", False),
+    ("They are well-known for their high-quality products.", False),
     ("She buys what her friends recommend.", True),
 ])
 def test_describes_shopper_wants_the_shopper_as_subject_and_not_a_brand_or_trade(sentence, about):
