@@ -114,9 +114,8 @@ def grounded_persona(values: Sequence[dict[str, Any]], inputs: dict[str, Any]) -
     >= COPY_THRESHOLD), nor one stating a number the reviews never state (an age, a height: "a
     25-year-old woman" passes the embedding check when the reviews are a woman's), nor one that
     repeats a kept sentence (cosine >= DUPLICATE_CLAIM). When no candidate has a kept sentence
-    there is no persona to keep:
-    InvalidOutput, so the task samples new candidates, and after its last attempt the user's failure
-    is recorded with this reason."""
+    there is no persona to keep: InvalidOutput, so the task samples new candidates, and after its
+    last attempt the user's failure is recorded with this reason."""
     from generator.grounding import ground
     from generator.retrieval import embed
 
