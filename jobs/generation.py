@@ -10,7 +10,14 @@ For one task and a DataFrame of inputs (the entity keys plus the raw input colum
    `mapInPandas` (the backend loaded once per Python worker and kept across tasks), validated, and
    committed before the next starts: valid rows are merged into the gold table, invalid ones into
    `silver.generation_failures` with their reason. A run killed mid-way loses at most the chunk in
-   flight, and the next run resumes where it stopped.
+   flight, and the next run resumes where it stopped;
+4. rows of this generator whose inputs are not today's are retired (deleted), so the table holds
+   what today's inputs made and a reader never takes an answer to a question no longer asked:
+   - a row whose key is among today's inputs with other inputs, and whose regeneration failed today
+     (a persona of a history that changed, when today's persona was refused);
+   - where the job's inputs are complete (`GenerationJob.inputs_complete`), a row whose key is not
+     among them at all (a persona summary of a user whose persona is gone, a removed product).
+   Rows of other generators (model, adapter, prompt) are never touched.
 """
 
 from __future__ import annotations
@@ -79,6 +86,10 @@ class GenerationJob:
     make_task: Callable[[], Any]
     prepare: Callable[[dict[str, Any]], dict[str, Any]]
     outputs: Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
+    # True: the inputs are every entity the job keeps a row for, so a row of a key not among them
+    # is retired. False where they are a budgeted slice of a larger set (ReLSum's
+    # generation.relsum_max_products): rows of other keys, from earlier runs or a GPU import, stay.
+    inputs_complete: bool = True
 
 
 @dataclass
@@ -88,6 +99,7 @@ class GenerationReport:
     skipped: int = 0
     generated: int = 0
     failed: int = 0
+    retired: int = 0  # rows of this generator deleted: their inputs are not today's (module docstring, 4)
     tokens: int = 0
     seconds: float = 0.0
     chunks: int = 0
@@ -96,7 +108,7 @@ class GenerationReport:
         rate = self.tokens / self.seconds if self.seconds else 0.0
         return (
             f"{self.task}: {self.total} rows, {self.skipped} skipped (unchanged), {self.generated} generated, "
-            f"{self.failed} failed; {self.tokens} tokens in {self.seconds:.0f}s ({rate:.1f} tokens/s), {self.chunks} chunk(s)"
+            f"{self.failed} failed, {self.retired} retired; {self.tokens} tokens in {self.seconds:.0f}s ({rate:.1f} tokens/s), {self.chunks} chunk(s)"
         )
 
 
@@ -164,6 +176,10 @@ def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: Ba
         for c, v in model_cols.items():
             done = done.where(F.col(c) == v)
         todo = inputs.join(done.select(*job.keys, "input_hash"), [*job.keys, "input_hash"], "left_anti")
+        stale = done.select(*job.keys, "input_hash").join(inputs.select(*job.keys, "input_hash"), [*job.keys, "input_hash"], "left_anti")
+        if not job.inputs_complete:
+            stale = stale.join(inputs.select(*job.keys), list(job.keys), "left_semi")
+        stale = stale.collect()  # small: the rows whose inputs moved or left since the last run
         key_expr = F.concat_ws("|", *[F.col(k).cast("string") for k in job.keys])
         failed = lake.read(SILVER_GENERATION_FAILURES).where(F.col("task") == job.name)
         for c, v in model_cols.items():
@@ -210,6 +226,14 @@ def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: Ba
             log.info("%s: chunk %d/%d committed: %d done, %d failed so far, %.1f tokens/s",
                      job.name, i + 1, chunks, report.generated, report.failed, tokens / max(1e-9, time.time() - t0))
         todo.unpersist()
+        if stale:
+            # a key regenerated today has today's input_hash, so only the rows not replaced match
+            gone = spark.createDataFrame(stale, done.select(*job.keys, "input_hash").schema)
+            result = lake.delete(job.table, gone.select("*", *[F.lit(v).alias(k) for k, v in model_cols.items()]),
+                                 on=(*job.keys, *model_cols, "input_hash"))
+            report.retired = result.rows_deleted or 0
+            log.info("%s: %d of %d rows whose inputs changed or left retired (the rest were regenerated)",
+                     job.name, report.retired, len(stale))
     finally:
         inputs.unpersist()
     return report

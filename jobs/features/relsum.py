@@ -82,7 +82,7 @@ def summary_metrics(lake: Lake, rows) -> list[MetricRow]:
 SUMMARIES = FeatureJob(
     key="relsum",
     generation=GenerationJob("relsum", T.GOLD_PRODUCT_SUMMARIES, ("product_id",), ("title", "description", "max_tokens"),
-                             _task, _prepare, _outputs),
+                             _task, _prepare, _outputs, inputs_complete=False),
     build_inputs=build_inputs,
     texts=(TextColumn("summary"),),
     echo=(r"\bproduct (?:title|description)\s*(?:\(data[^)]*\)\s*)?:", r"^\s*summary\s*:"),

@@ -8,6 +8,8 @@ Three write modes, each one Delta commit, so a reader sees a table before or aft
 - `merge(table, df, when_matched=...)`: upsert by the table's keys (`"update"`), or insert the rows
   whose key is absent (`"ignore"`). Source rows equal in content to the stored row change nothing,
   so re-running an ingestion leaves the table at the same version.
+- `delete(table, df, on=...)`: delete the stored rows that match a row of `df` on the columns `on`
+  (the table's keys unless given); matching none commits nothing.
 
 Two engines implement them behind one interface, picked by `lake.engine`:
 
@@ -50,10 +52,13 @@ class WriteResult:
     files_removed: int | None
     version: int | None
     committed: bool
+    rows_deleted: int | None = None  # by `delete`; None for the other writes
 
     def __str__(self) -> str:
         if not self.committed:
             return f"{self.table}: nothing to commit"
+        if self.rows_deleted:
+            return f"{self.table}: {self.rows_deleted} rows deleted ({self.files_removed} files replaced), version {self.version}"
         if self.rows_written is None:
             return f"{self.table}: committed version {self.version}"
         return (
@@ -222,6 +227,16 @@ class Lake:
         spec = get_table(table) if isinstance(table, str) else table
         return self.engine.merge(spec, df, when_matched)
 
+    def delete(self, table: str | TableSpec, df: "DataFrame", on: tuple[str, ...] | None = None) -> WriteResult:
+        """Delete the stored rows equal to a row of `df` on the columns `on` (the table's keys
+        unless given; `df` may hold other columns too), in one commit; none matching commits nothing."""
+        spec = get_table(table) if isinstance(table, str) else table
+        on = tuple(on or spec.keys)
+        unknown = [c for c in on if c not in spec.schema.names or c not in df.columns]
+        if unknown:
+            raise ValueError(f"{spec.qualified_name}: cannot delete on {', '.join(unknown)}: not a column of both the table and the rows")
+        return self.engine.delete(spec, df.select(*on).distinct(), on)
+
 
 class _Engine:
     def __init__(self, lake: Lake):
@@ -240,6 +255,9 @@ class _Engine:
         raise NotImplementedError
 
     def merge(self, spec: TableSpec, df: "DataFrame", when_matched: str) -> WriteResult:
+        raise NotImplementedError
+
+    def delete(self, spec: TableSpec, df: "DataFrame", on: tuple[str, ...]) -> WriteResult:
         raise NotImplementedError
 
 
@@ -271,6 +289,7 @@ class _Planned:
     # rows the write inserted or changed, when that is not every row it wrote: an upsert rewrites
     # the untouched rows of each file it touches, and those are not news
     rows_changed: int | None = None
+    rows_deleted: int | None = None
 
     @property
     def adds(self) -> list:
@@ -355,7 +374,8 @@ class DeltaRsEngine(_Engine):
                 self._discard(spec, planned)
                 raise
             rows = planned.rows if planned.rows_changed is None else planned.rows_changed
-            return WriteResult(spec.qualified_name, rows, len(planned.adds), planned.files_removed, version, True)
+            return WriteResult(spec.qualified_name, rows, len(planned.adds), planned.files_removed, version, True,
+                               planned.rows_deleted)
 
         return _with_retries(self.lake, spec, attempt, _is_deltars_conflict)
 
@@ -499,6 +519,32 @@ class DeltaRsEngine(_Engine):
             rel, size, pv = by_path[_norm_uri(uri)]
             removes.append(RemoveAction(rel, True, now_ms(), size, pv))
         return _Planned([*removes, *adds], "append", files_removed=len(removes), rows_changed=n_changed)
+
+    def delete(self, spec: TableSpec, df: "DataFrame", on: tuple[str, ...]) -> WriteResult:
+        """Copy-on-write, as an upsert: rewrite the files that hold a matching row without those rows,
+        and commit their removes and the rewritten files together."""
+        return self._transact(spec, lambda snapshot: self._plan_delete(spec, df, on, snapshot))
+
+    def _plan_delete(self, spec: TableSpec, df: "DataFrame", on: tuple[str, ...], snapshot):
+        from deltalake.transaction import RemoveAction
+        from pyspark.sql import functions as F
+
+        if snapshot is None or not snapshot.file_uris():
+            return WriteResult(spec.qualified_name, 0, 0, 0, None if snapshot is None else snapshot.version(), False)
+        existing = self.read(spec, snapshot).withColumn(_FILE_COL, F.col("_metadata.file_path"))
+        gone = existing.join(df, list(on), "left_semi").groupBy(_FILE_COL).count().collect()
+        if not gone:
+            return WriteResult(spec.qualified_name, 0, 0, 0, snapshot.version(), False)
+        touched = [r[0] for r in gone]
+        kept = existing.where(F.col(_FILE_COL).isin(touched)).join(df, list(on), "left_anti").select(*spec.schema.names)
+        adds = self._write_files(spec, kept)
+        by_path = _add_actions_by_uri(snapshot, self.lake.path(spec))
+        removes = []
+        for uri in touched:
+            rel, size, pv = by_path[_norm_uri(uri)]
+            removes.append(RemoveAction(rel, True, now_ms(), size, pv))
+        return _Planned([*removes, *adds], "append", files_removed=len(removes), rows_changed=0,
+                        rows_deleted=sum(r["count"] for r in gone))
 
 
 def _with_retries(lake: Lake, spec: TableSpec, attempt, is_conflict) -> WriteResult:
@@ -669,6 +715,19 @@ class SparkDeltaEngine(_Engine):
 
         return self._transact(spec, write)
 
+    def delete(self, spec: TableSpec, df: "DataFrame", on: tuple[str, ...]) -> WriteResult:
+        from delta.tables import DeltaTable
+
+        def write():
+            # a MERGE that deletes nothing would still commit a version; the contract commits nothing
+            if self.read(spec).join(df, list(on), "left_semi").isEmpty():
+                return WriteResult(spec.qualified_name, 0, 0, 0, self._version(spec), False)
+            target = DeltaTable.forPath(self.lake.spark, self.lake.path(spec))
+            cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in on)
+            target.alias("t").merge(df.alias("s"), cond).whenMatchedDelete().execute()
+
+        return self._transact(spec, write)
+
 
 def _result_from_metrics(table: str, version: int, metrics: dict[str, str]) -> WriteResult:
     """What a delta-spark commit did, from its `operationMetrics` (DESCRIBE HISTORY): a MERGE
@@ -687,6 +746,7 @@ def _result_from_metrics(table: str, version: int, metrics: dict[str, str]) -> W
         files_removed=metric("numTargetFilesRemoved", "numRemovedFiles"),
         version=version,
         committed=True,
+        rows_deleted=metric("numTargetRowsDeleted"),  # a MERGE's (`delete` is one); an overwrite's are not news
     )
 
 

@@ -167,6 +167,40 @@ def test_rerun_generates_nothing(generated_lake):
     assert {t: (lake.count(t), lake.delta_table(t).version()) for t in before} == before
 
 
+def test_rows_whose_inputs_changed_and_failed_or_left_are_retired(generated_lake, tmp_path, spark):
+    """A user's history loses every review, so no persona sentence can be grounded: today's persona
+    is refused, and yesterday's persona and the persona summaries made from it leave the gold
+    tables (the engine's step 4). The other users' rows stay, and a re-run changes nothing."""
+    import shutil
+
+    from pyspark.sql import functions as F
+
+    shutil.copytree(generated_lake[0].root, tmp_path / "lake")  # the shared lake stays as it is
+    lake = make_lake(tmp_path / "lake", spark, **SMALL_LAKE)
+    personas, summaries = lake.read_pandas("gold.personas"), lake.read_pandas("gold.persona_summaries")
+    user = sorted(set(personas.user_id) & set(summaries.user_id))[0]
+    emptied = lake.read("silver.user_histories").where(F.col("user_id") == user).withColumn(
+        "reviews", F.filter("reviews", lambda r: F.lit(False)))
+    assert lake.merge("silver.user_histories", emptied).committed
+
+    report = generate(lake, "personas", "2024-05-02")
+    assert (report.generated, report.failed, report.retired) == (0, 1, 1), report.line()
+    assert sorted(lake.read_pandas("gold.personas").user_id) == sorted(set(personas.user_id) - {user})
+    failures = lake.read_pandas("silver.generation_failures")
+    assert ((failures.task == "sumforu_persona") & (failures.entity_key == user)).sum() == 1
+
+    report = generate(lake, "persona_summaries", "2024-05-02")  # the user has no persona today: no input
+    assert report.generated == report.failed == 0 and report.retired == (summaries.user_id == user).sum() > 0
+    after = lake.read_pandas("gold.persona_summaries")
+    assert user not in set(after.user_id) and len(after) == len(summaries) - report.retired
+
+    versions = {t: lake.delta_table(t).version() for t in ("gold.personas", "gold.persona_summaries")}
+    for key in ("personas", "persona_summaries"):
+        report = generate(lake, key, "2024-05-03")
+        assert report.generated == report.failed == report.retired == 0, report.line()
+    assert {t: lake.delta_table(t).version() for t in versions} == versions
+
+
 def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path, spark):
     """SIGKILL a real `precis job generate_preferences` after its first chunk commits, then re-run."""
     settings = {**SMALL_LAKE, "generation__chunk_size": "2", "generation__max_attempts": "1"}

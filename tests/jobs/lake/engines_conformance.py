@@ -62,6 +62,9 @@ def kv_steps(lake, spark) -> list[dict]:
         ("merge update", lambda: lake.merge(KV, frame([("a", 4, "new"), ("c", 5, None)], "2024-03-02"))),
         ("merge update again", lambda: lake.merge(KV, frame([("a", 4, "new"), ("c", 5, None)], "2024-03-02"))),
         ("merge ignore", lambda: lake.merge(KV, frame([("a", 99, "no"), ("d", 6, None)], "2024-03-03"), when_matched="ignore")),
+        ("delete by key", lambda: lake.delete(KV, frame([("c", 0, "any")]))),
+        ("delete again", lambda: lake.delete(KV, frame([("c", 0, "any")]))),
+        ("delete on columns", lambda: lake.delete(KV, frame([("a", 0, "new"), ("d", 0, "not d's")]), on=("k", "note"))),
         ("append", lambda: lake.append(KV, frame([("e", 7, None)], "2024-03-04"), "conformance", 1)),
         ("append same transaction", lambda: lake.append(KV, frame([("e", 7, None)], "2024-03-04"), "conformance", 1)),
         ("replace_table", lambda: lake.replace_table(KV, frame([("z", 0, "all")], "2024-03-05"))),
@@ -73,7 +76,8 @@ def kv_steps(lake, spark) -> list[dict]:
         result = step()
         after = lake.delta_table(KV).version()
         out.append({"step": name, "committed": after != before, "reported": result.committed,
-                    "rows_written": result.rows_written if result.committed else 0, "rows": rows(lake, KV)})
+                    "rows_written": result.rows_written if result.committed else 0,
+                    "rows_deleted": result.rows_deleted or 0, "rows": rows(lake, KV)})
     return out
 
 

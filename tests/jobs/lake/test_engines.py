@@ -59,11 +59,16 @@ def test_every_write_mode_leaves_the_same_rows_and_commits_the_same_way_on_both_
         assert (a["committed"], a["rows"]) == (b["committed"], b["rows"]), a["step"]
         assert a["reported"] == a["committed"] and b["reported"] == b["committed"], a["step"]  # what the write says it did
         assert a["rows_written"] == b["rows_written"], a["step"]  # and the rows it says it inserted or changed
+        assert a["rows_deleted"] == b["rows_deleted"], a["step"]  # or deleted
     # and the contract itself: a repeated write with the same content commits nothing
     committed = {s["step"]: s["committed"] for s in native}
     assert not committed["replace_partition again"] and not committed["append same transaction"]
     assert not committed["replace_table again"] and committed["merge update"] and committed["replace_table"]
     assert not committed["merge update again"]
+    deleted = {s["step"]: (s["committed"], s["rows_deleted"]) for s in native}
+    assert deleted["delete by key"] == (True, 1) and deleted["delete again"] == (False, 0)
+    assert deleted["delete on columns"] == (True, 1)  # "a" with note "new"; "d" has another note
+    assert [json.loads(r)["k"] for r in next(s for s in native if s["step"] == "delete on columns")["rows"]] == ["d"]
     assert native[-1]["rows"] == [json.dumps({"k": "z", "note": "all", "v": 0}, sort_keys=True)]
 
 
