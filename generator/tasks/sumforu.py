@@ -84,10 +84,11 @@ def prepare_persona(history: Sequence[tuple[float, str]], max_chars: int = 2000)
 _SHOPPER_SUBJECT = re.compile(
     r"^(?:(?:also|and|but|however|overall|generally|often|usually|in general)\b,?\s+)*"
     r"(?:(?:this|the)\s+(?:shopper|user|customer|reviewer|person|buyer)|they|she|he|their|her|his)\b", re.IGNORECASE)
+# "is a <trade>", or the trade in an apposition: "This shopper, a seasoned floss pro, bought ..."
 _NOT_A_SHOPPER = re.compile(
-    r"\b(?:is|are|was)\s+(?:a|an|the)\s+(?:[\w-]+\s+){0,3}?"
-    r"(?:brand|company|product|store|shop|business|manufacturer|seller|retailer|professional|expert|specialist"
-    r"|\w*maker|doctor|dermatologist|stylist|artist)s?\b", re.IGNORECASE)
+    r"(?:\b(?:is|are|was)\s+|,\s*)(?:a|an|the)\s+(?:[\w-]+\s+){0,3}?"
+    r"(?:brand|company|product|store|shop|business|manufacturer|seller|retailer|professional|pro|expert|specialist"
+    r"|\w*maker|doctor|dermatologist|stylist|artist)s?(?![\w-])", re.IGNORECASE)
 # ... nor a seller under a shopper's pronoun: once "This shopper is a brand" was dropped, the picked
 # candidates said it as "They offer a wide range of products" / "They are well-known for their quality products"
 _SELLS = re.compile(
@@ -240,8 +241,9 @@ def persona_task() -> Task:
                 reply_prefix=PERSONA_LEAD, candidates=PERSONA_CANDIDATES, pick=grounded_persona,
                 # 2: review lists and copied review sentences are not a persona; 3: nor an unsupported one;
                 # 4: nor a number the reviews never state, nor a repeated sentence; 5: nor a sentence
-                # that is not about the shopper; 6: nor a shopper who sells; 7: nor one famous for products
-                rules_version="7")
+                # that is not about the shopper; 6: nor a shopper who sells; 7: nor one famous for products;
+                # 8: nor a trade in an apposition
+                rules_version="8")
 
 
 def summary_task() -> Task:

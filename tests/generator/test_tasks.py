@@ -271,6 +271,9 @@ def test_grounded_persona_keeps_the_best_grounded_candidate_and_only_its_support
     ("They are not only famous for their moisturizers, but also for their soap.", False),
     ("They are well-known for their high-quality products.", False),
     ("She buys what her friends recommend.", True),
+    ("This shopper, a seasoned floss pro, bought a new brand of floss.", False),  # a trade in an apposition
+    ("This shopper, a mother of two, buys mild baby shampoo.", True),
+    ("She is a fan of pro-grade hair dryers.", True),  # "pro" in a compound is no trade
 ])
 def test_describes_shopper_wants_the_shopper_as_subject_and_not_a_brand_or_trade(sentence, about):
     assert sumforu.describes_shopper(sentence) is about
