@@ -1,6 +1,6 @@
 """The lake: read and write the registered Delta tables from Spark.
 
-Three write modes, each one Delta commit, so a reader sees a table before or after it, never half:
+Four write modes, each one Delta commit, so a reader sees a table before or after it, never half:
 
 - `replace_partition(table, df, ds)`: the rows of one `ds` replace that partition; re-running is idempotent.
 - `append(table, df, app_id, version)`: an append guarded by a Delta application transaction; a
