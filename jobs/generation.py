@@ -175,8 +175,9 @@ def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: Ba
         done = lake.read(job.table)
         for c, v in model_cols.items():
             done = done.where(F.col(c) == v)
-        todo = inputs.join(done.select(*job.keys, "input_hash"), [*job.keys, "input_hash"], "left_anti")
-        stale = done.select(*job.keys, "input_hash").join(inputs.select(*job.keys, "input_hash"), [*job.keys, "input_hash"], "left_anti")
+        made, on = done.select(*job.keys, "input_hash"), [*job.keys, "input_hash"]
+        todo = inputs.join(made, on, "left_anti")
+        stale = made.join(inputs.select(*on), on, "left_anti")
         if not job.inputs_complete:
             stale = stale.join(inputs.select(*job.keys), list(job.keys), "left_semi")
         stale = stale.collect()  # small: the rows whose inputs moved or left since the last run
@@ -228,7 +229,7 @@ def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: Ba
         todo.unpersist()
         if stale:
             # a key regenerated today has today's input_hash, so only the rows not replaced match
-            gone = spark.createDataFrame(stale, done.select(*job.keys, "input_hash").schema)
+            gone = spark.createDataFrame(stale, made.schema)
             result = lake.delete(job.table, gone.select("*", *[F.lit(v).alias(k) for k, v in model_cols.items()]),
                                  on=(*job.keys, *model_cols, "input_hash"))
             report.retired = result.rows_deleted or 0

@@ -483,11 +483,17 @@ class DeltaRsEngine(_Engine):
             return WriteResult(spec.qualified_name, 0, 0, 0, None if snapshot is None else snapshot.version(), False)
         return _Planned(actions, "append")
 
+    def _removes(self, spec: TableSpec, snapshot, touched: list[str]) -> list:
+        """The remove actions of the snapshot's files at the locations `touched` (as Spark read them)."""
+        from deltalake.transaction import RemoveAction
+
+        by_path = _add_actions_by_uri(snapshot, self.lake.path(spec))
+        return [RemoveAction(rel, True, now_ms(), size, pv) for rel, size, pv in (by_path[_norm_uri(u)] for u in touched)]
+
     def _plan_upsert(self, spec: TableSpec, df: "DataFrame", snapshot):
         """Upsert, copy-on-write: drop source rows identical to what is stored, find the files that
         hold the remaining keys, rewrite those files without them plus the source rows, and commit
         removes and adds together."""
-        from deltalake.transaction import RemoveAction
         from pyspark.sql import functions as F
 
         if snapshot is None or not snapshot.file_uris():
@@ -513,11 +519,7 @@ class DeltaRsEngine(_Engine):
             n_changed = changed.count()
         finally:
             changed.unpersist()
-        by_path = _add_actions_by_uri(snapshot, self.lake.path(spec))
-        removes = []
-        for uri in touched:
-            rel, size, pv = by_path[_norm_uri(uri)]
-            removes.append(RemoveAction(rel, True, now_ms(), size, pv))
+        removes = self._removes(spec, snapshot, touched)
         return _Planned([*removes, *adds], "append", files_removed=len(removes), rows_changed=n_changed)
 
     def delete(self, spec: TableSpec, df: "DataFrame", on: tuple[str, ...]) -> WriteResult:
@@ -526,7 +528,6 @@ class DeltaRsEngine(_Engine):
         return self._transact(spec, lambda snapshot: self._plan_delete(spec, df, on, snapshot))
 
     def _plan_delete(self, spec: TableSpec, df: "DataFrame", on: tuple[str, ...], snapshot):
-        from deltalake.transaction import RemoveAction
         from pyspark.sql import functions as F
 
         if snapshot is None or not snapshot.file_uris():
@@ -538,11 +539,7 @@ class DeltaRsEngine(_Engine):
         touched = [r[0] for r in gone]
         kept = existing.where(F.col(_FILE_COL).isin(touched)).join(df, list(on), "left_anti").select(*spec.schema.names)
         adds = self._write_files(spec, kept)
-        by_path = _add_actions_by_uri(snapshot, self.lake.path(spec))
-        removes = []
-        for uri in touched:
-            rel, size, pv = by_path[_norm_uri(uri)]
-            removes.append(RemoveAction(rel, True, now_ms(), size, pv))
+        removes = self._removes(spec, snapshot, touched)
         return _Planned([*removes, *adds], "append", files_removed=len(removes), rows_changed=0,
                         rows_deleted=sum(r["count"] for r in gone))
 
