@@ -69,7 +69,7 @@ def job_metrics(lake: Lake, job: FeatureJob, rows: pd.DataFrame, failed: int, te
 def generation_metrics(lake: Lake) -> pd.DataFrame:
     from jobs.features import JOBS, current_prompt_version
 
-    failures = lake.read_pandas(T.SILVER_GENERATION_FAILURES, ["task", "model_id", "adapter_version"])
+    failures = lake.read_pandas(T.SILVER_GENERATION_FAILURES, ["task", "model_id", "adapter_version", "prompt_version"])
     teacher = _teacher(lake)
     out = []
     for key, job in JOBS.items():
@@ -81,7 +81,8 @@ def generation_metrics(lake: Lake) -> pd.DataFrame:
             # the rows of the task's current prompt; for a generator that has none, its newest prompt's
             version = current if (g.prompt_version == current).any() else g.sort_values("generated_at").prompt_version.iloc[-1]
             g = g[g.prompt_version == version]
-            bad = int(((failures.task == job.name) & (failures.model_id == model) & (failures.adapter_version == adapter)).sum())
+            bad = int(((failures.task == job.name) & (failures.model_id == model) & (failures.adapter_version == adapter)
+                       & (failures.prompt_version == version)).sum())
             out += [{"task": job.name, "model_id": model, "adapter_version": adapter, "metric": m, "value": v, "n": int(n)}
                     for m, v, n in job_metrics(lake, job, g, bad, teacher)]
     return pd.DataFrame(out, columns=["task", "model_id", "adapter_version", "metric", "value", "n"])

@@ -17,7 +17,9 @@ For one task and a DataFrame of inputs (the entity keys plus the raw input colum
      (a persona of a history that changed, when today's persona was refused);
    - where the job's inputs are complete (`GenerationJob.inputs_complete`), a row whose key is not
      among them at all (a persona summary of a user whose persona is gone, a removed product).
-   Rows of other generators (model, adapter, prompt) are never touched.
+   Rows of other generators (model, adapter, prompt) are never touched. A recorded failure is
+   retired the same way: once its key succeeds on other inputs, or leaves them, it no longer counts
+   against the generator.
 """
 
 from __future__ import annotations
@@ -180,11 +182,18 @@ def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: Ba
         stale = made.join(inputs.select(*on), on, "left_anti")
         if not job.inputs_complete:
             stale = stale.join(inputs.select(*job.keys), list(job.keys), "left_semi")
-        stale = stale.collect()  # small: the rows whose inputs moved or left since the last run
         key_expr = F.concat_ws("|", *[F.col(k).cast("string") for k in job.keys])
         failed = lake.read(SILVER_GENERATION_FAILURES).where(F.col("task") == job.name)
         for c, v in model_cols.items():
             failed = failed.where(F.col(c) == v)
+        # small: the rows and failures whose inputs moved or left since the last run; a fresh table
+        # has none, and its metadata says so without a Spark job
+        stale_failures = failed.select("entity_key", "input_hash").join(
+            inputs.select(key_expr.alias("entity_key"), "input_hash"), ["entity_key", "input_hash"], "left_anti")
+        if not job.inputs_complete:
+            stale_failures = stale_failures.join(inputs.select(key_expr.alias("entity_key")), "entity_key", "left_semi")
+        stale = stale.collect() if lake.count(job.table) else []
+        stale_failures = stale_failures.collect() if lake.count(SILVER_GENERATION_FAILURES) else []
         todo = todo.withColumn("__key", key_expr).join(
             failed.select(F.col("entity_key").alias("__key"), "input_hash"), ["__key", "input_hash"], "left_anti"
         )
@@ -235,6 +244,13 @@ def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: Ba
             report.retired = result.rows_deleted or 0
             log.info("%s: %d of %d rows whose inputs changed or left retired (the rest were regenerated)",
                      job.name, report.retired, len(stale))
+        if stale_failures:
+            # a failure is the last word on its (key, inputs) only: once the key succeeds on new
+            # inputs, or leaves them, its old failure no longer counts against the generator
+            gone = spark.createDataFrame(stale_failures, "entity_key string, input_hash string")
+            lake.delete(SILVER_GENERATION_FAILURES,
+                        gone.select(F.lit(job.name).alias("task"), "*", *[F.lit(v).alias(k) for k, v in model_cols.items()]),
+                        on=("task", "entity_key", *model_cols, "input_hash"))
     finally:
         inputs.unpersist()
     return report

@@ -170,7 +170,8 @@ def test_rerun_generates_nothing(generated_lake):
 def test_rows_whose_inputs_changed_and_failed_or_left_are_retired(generated_lake, tmp_path, spark):
     """A user's history loses every review, so no persona sentence can be grounded: today's persona
     is refused, and yesterday's persona and the persona summaries made from it leave the gold
-    tables (the engine's step 4). The other users' rows stay, and a re-run changes nothing."""
+    tables (the engine's step 4). The other users' rows stay, and a re-run changes nothing. When the
+    user then leaves the inputs, the recorded failure is retired too."""
     import shutil
 
     from pyspark.sql import functions as F
@@ -195,15 +196,30 @@ def test_rows_whose_inputs_changed_and_failed_or_left_are_retired(generated_lake
     assert user not in set(after.user_id) and len(after) == len(summaries) - report.retired
 
     versions = {t: lake.delta_table(t).version() for t in ("gold.personas", "gold.persona_summaries")}
+    failures_version = lake.delta_table("silver.generation_failures").version()
     for key in ("personas", "persona_summaries"):
         report = generate(lake, key, "2024-05-03")
         assert report.generated == report.failed == report.retired == 0, report.line()
     assert {t: lake.delta_table(t).version() for t in versions} == versions
+    assert lake.delta_table("silver.generation_failures").version() == failures_version
+
+    # the user leaves the inputs (last by review count, and one user selected): the failure on the
+    # emptied history is no longer the last word on anything, and leaves too; the other user's
+    # persona is unchanged, so nothing is generated
+    lake = make_lake(tmp_path / "lake", spark, **{**SMALL_LAKE, "generation__n_users": "1"})
+    last = lake.read("silver.user_histories").where(F.col("user_id") == user).withColumn("n_reviews", F.col("n_reviews") * 0 - 1)
+    assert lake.merge("silver.user_histories", last).committed
+    report = generate(lake, "personas", "2024-05-04")
+    assert report.generated == report.failed == report.retired == 0, report.line()
+    left = lake.read_pandas("silver.generation_failures")
+    assert not ((left.task == "sumforu_persona") & (left.entity_key == user)).any()
+    assert len(left) == len(failures) - 1
 
 
 def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path, spark):
     """SIGKILL a real `precis job generate_preferences` after its first chunk commits, then re-run."""
-    settings = {**SMALL_LAKE, "generation__chunk_size": "2", "generation__max_attempts": "1"}
+    # one user: the run after the kill generates the rest, and a short rest is enough to show no gap
+    settings = {**SMALL_LAKE, "generation__n_users": "1", "generation__chunk_size": "2", "generation__max_attempts": "1"}
     lake = make_lake(tmp_path / "lake", spark, **settings)
     from jobs.ingest.job import ingest_reviews
 
