@@ -108,7 +108,7 @@ def test_precis_run_runs_the_daily_dag_on_the_cluster_with_the_lake_on_an_object
 
         def run(*args: str) -> subprocess.CompletedProcess:
             done = subprocess.run([precis, "--config", str(config), *args], cwd=REPO, env=env, capture_output=True,
-                                  text=True, timeout=2400)
+                                  text=True, timeout=3600)
             assert done.returncode == 0, f"precis {' '.join(args)}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
             return done
 
