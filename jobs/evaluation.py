@@ -66,6 +66,14 @@ def job_metrics(lake: Lake, job: FeatureJob, rows: pd.DataFrame, failed: int, te
     return out
 
 
+def failures_of(failures: pd.DataFrame, task: str, model: str, adapter: str, prompt_version: str) -> int:
+    """The recorded failures of one generator (model, adapter, prompt): those a validity share
+    weighs against that generator's rows. A refusal under another prompt says nothing about this one."""
+    mine = ((failures.task == task) & (failures.model_id == model) & (failures.adapter_version == adapter)
+            & (failures.prompt_version == prompt_version))
+    return int(mine.sum())
+
+
 def generation_metrics(lake: Lake) -> pd.DataFrame:
     from jobs.features import JOBS, current_prompt_version
 
@@ -81,8 +89,7 @@ def generation_metrics(lake: Lake) -> pd.DataFrame:
             # the rows of the task's current prompt; for a generator that has none, its newest prompt's
             version = current if (g.prompt_version == current).any() else g.sort_values("generated_at").prompt_version.iloc[-1]
             g = g[g.prompt_version == version]
-            bad = int(((failures.task == job.name) & (failures.model_id == model) & (failures.adapter_version == adapter)
-                       & (failures.prompt_version == version)).sum())
+            bad = failures_of(failures, job.name, model, adapter, version)
             out += [{"task": job.name, "model_id": model, "adapter_version": adapter, "metric": m, "value": v, "n": int(n)}
                     for m, v, n in job_metrics(lake, job, g, bad, teacher)]
     return pd.DataFrame(out, columns=["task", "model_id", "adapter_version", "metric", "value", "n"])

@@ -248,9 +248,11 @@ def run_generation(lake: Lake, job: GenerationJob, inputs, ds: str, settings: Ba
             # a failure is the last word on its (key, inputs) only: once the key succeeds on new
             # inputs, or leaves them, its old failure no longer counts against the generator
             gone = spark.createDataFrame(stale_failures, "entity_key string, input_hash string")
-            lake.delete(SILVER_GENERATION_FAILURES,
-                        gone.select(F.lit(job.name).alias("task"), "*", *[F.lit(v).alias(k) for k, v in model_cols.items()]),
-                        on=("task", "entity_key", *model_cols, "input_hash"))
+            result = lake.delete(SILVER_GENERATION_FAILURES,
+                                 gone.select(F.lit(job.name).alias("task"), "*", *[F.lit(v).alias(k) for k, v in model_cols.items()]),
+                                 on=("task", "entity_key", *model_cols, "input_hash"))
+            log.info("%s: %d recorded failure(s) retired: their key succeeded on other inputs or left them",
+                     job.name, result.rows_deleted or 0)
     finally:
         inputs.unpersist()
     return report

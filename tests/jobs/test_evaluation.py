@@ -16,6 +16,19 @@ def test_rouge_l_matches_hand_computed_values():
     assert rouge_l("A, b!", "a x b y") == pytest.approx(2 / 3)
 
 
+def test_validity_weighs_only_the_failures_of_the_generator_it_scores():
+    import pandas as pd
+
+    from jobs.evaluation import failures_of
+
+    f = pd.DataFrame({"task": ["sumforu_persona"] * 4 + ["rpo"], "model_id": ["m"] * 4 + ["m"],
+                      "adapter_version": ["base", "base", "base", "v1", "base"],
+                      "prompt_version": ["new", "old", "old", "new", "new"]})
+    assert failures_of(f, "sumforu_persona", "m", "base", "new") == 1  # not the old prompt's, v1's or rpo's
+    assert failures_of(f, "sumforu_persona", "m", "base", "old") == 2
+    assert failures_of(f, "sumforu_persona", "m", "v1", "old") == 0
+
+
 def test_rating_baselines_are_leave_one_out():
     reviews = pd.DataFrame({"user_id": ["u", "u", "v"], "product_id": ["a", "b", "a"], "rating": [5.0, 3.0, 1.0]})
     loo = leave_one_out_means(reviews, "user_id").set_index(["user_id", "product_id"]).baseline
