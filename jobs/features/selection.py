@@ -9,7 +9,11 @@ evaluation split that keeps ground truth away from every input.
 - `silver.user_histories`: active users with their *train* reviews;
 - `silver.review_samples`: every product's seeded sample of up to `filter.sample_max` *train*
   reviews, stratified by rating (SUMFORU's selection): one review of every rating present, then
-  each rating's share of the sample following its share of the product's reviews.
+  each rating's share of the sample following its share of the product's reviews. Its order
+  hashes the review id with its own salt, not the split's tie-break hash: the held-out review is
+  the one with the smallest split hash among a user's newest (timestamps are days, so ties are
+  common), and when it returns to train (the user reviewed again) it would otherwise sort to the
+  front of its product's sample and move the first reviews every profile and summary read.
 
 So a persona, a profile, a history retrieved for RPO or a review sample never contains a held-out
 review, and the held-out (user, product) pairs carry an actual rating and review to measure against.
@@ -54,7 +58,9 @@ def filter_reviews(lake: Lake, ds: str) -> dict[str, int]:
 
     per_product = reviews.groupBy("product_id").agg(F.count("*").alias("product_reviews"))
     stratum = Window.partitionBy("product_id", "rating")
-    g = train.join(per_product, "product_id").withColumn("h", h)
+    # salted apart from the split's `h` (see the module docstring)
+    sample_h = F.sha2(F.concat(F.lit(f"sample:{f.seed}:"), F.col("review_id")), 256)
+    g = train.join(per_product, "product_id").withColumn("h", sample_h)
     rank = F.row_number().over(stratum.orderBy("h"))
     # Each rating's first review comes before all others, so every rating present is in the sample
     # (minority opinions matter to a persona); the rest follows each rating's share.

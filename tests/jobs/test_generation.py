@@ -118,6 +118,42 @@ def test_a_new_review_moves_the_users_stats_at_once_and_the_products_on_the_refr
     assert (today.product_id == old).sum() == before[1][1] + 1  # what a daily refresh would have read
 
 
+
+def test_held_out_reviews_that_return_to_train_enter_product_samples_no_more_often_than_chance(lake, tmp_path):
+    """A user's new review makes it their held-out one, and their previous held-out review returns to
+    train. The held-out review is picked by a hash among the user's newest (timestamps are days), so
+    the sample must order by a differently salted hash. With the split's hash the returning reviews
+    sorted to the front of their products' samples and moved the first reviews every item profile
+    and summary reads: here 16 of 123 entered the first 4 where 7.1 would by chance (8 now; 27 the
+    first 50, against 28)."""
+    import gzip
+    import json
+
+    from jobs.ingest.job import ingest_reviews
+
+    records = [json.loads(line) for line in gzip.open(BEAUTY, "rt")]
+    newer = max(r["unixReviewTime"] for r in records) + 86400
+    day2 = tmp_path / "day2.jsonl"  # every 40th review edited: a new review of the same product, today
+    day2.write_text("".join(json.dumps({**r, "reviewText": f"{r.get('reviewText') or ''} Update: still using it.",
+                                        "unixReviewTime": newer}) + "\n" for r in records[::40]))
+    ingest_reviews(lake, [str(BEAUTY)], "2026-01-01")
+    filter_reviews(lake, "2026-01-01")
+    ingest_reviews(lake, [str(day2)], "2026-01-02")
+    filter_reviews(lake, "2026-01-02")
+
+    split = lake.read_pandas("silver.review_split")
+    held1 = set(split.query("ds == '2026-01-01' and split == 'heldout'").review_id)
+    train2 = split.query("ds == '2026-01-02' and split == 'train'")
+    returning = train2[train2.review_id.isin(held1)]
+    assert len(returning) >= 80
+    n_train = train2.groupby("product_id").size()
+    samples = lake.read_pandas("silver.review_samples").query("ds == '2026-01-02'").set_index("review_id")
+    for k in (lake.cfg.generation.item_reviews, lake.cfg.filter.sample_max):
+        entered = sum(samples.sample_rank.get(r, k + 1) <= k for r in returning.review_id)
+        chance = sum(min(1.0, k / n_train[p]) for p in returning.product_id)
+        print(f"first {k}: {entered} of {len(returning)} returning reviews entered, {chance:.1f} by chance")
+        assert entered <= 1.3 * chance + 2, (k, entered, chance)
+
 def test_every_gold_table_is_filled_and_every_row_valid(generated_lake):
     lake, reports = generated_lake
     for name in ORDER:
