@@ -102,6 +102,12 @@ PERSONAS = FeatureJob(
 
 
 # ---------------------------------------------------------------- persona summaries
+# A summary reads its product's first SUMMARY_REVIEWS sampled reviews, in sample order (every rating
+# present comes first). Its input holds only those, so a review further down the sample does not
+# re-run it; the suitability training targets (jobs.train.suitability) give the same reviews.
+SUMMARY_REVIEWS = 20
+
+
 def _summary_task():
     from generator.tasks import sumforu
 
@@ -111,7 +117,7 @@ def _summary_task():
 def _summary_prepare(row):
     from generator.tasks import sumforu
 
-    return sumforu.prepare_summary(row["persona"], reviews_of(row["sample"], 20), rating_history(row))
+    return sumforu.prepare_summary(row["persona"], reviews_of(row["sample"], SUMMARY_REVIEWS), rating_history(row))
 
 
 def _summary_out(row, value):
@@ -124,7 +130,8 @@ def _summary_inputs(lake: Lake):
     from jobs.features import current_rows
 
     personas = current_rows(lake, "personas").select("user_id", "persona")
-    samples = latest(lake.read(T.SILVER_REVIEW_SAMPLES)).join(pair_products(lake), "product_id")
+    samples = (latest(lake.read(T.SILVER_REVIEW_SAMPLES)).where(F.col("sample_rank") <= SUMMARY_REVIEWS)
+               .join(pair_products(lake), "product_id"))
     sample = samples.groupBy("product_id").agg(
         F.to_json(F.sort_array(F.collect_list(F.struct("sample_rank", "rating", "title", "text")))).alias("sample"))
     users, items = train_rating_stats(lake)

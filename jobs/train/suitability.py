@@ -26,13 +26,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from jobs.features.sumforu import SUMMARY_REVIEWS
 from jobs.lake import Lake
 from jobs.train.pairs import TrainingPairs, training_pairs
 from jobs.train.personas import reviews_of, training_personas
 
 log = logging.getLogger(__name__)
 
-SUMMARY_REVIEWS = 20  # reviews of the product in a summary prompt, as the daily job gives them
 TEACHER_ID = "persona-extract+actual-rating"  # what silver.teacher_outputs records as the targets' author
 MIN_SHARE = 0.25  # each target score is repeated until it is at least this share of the most common one ...
 MAX_COPIES = 4  # ... or each of its rows is there this many times
