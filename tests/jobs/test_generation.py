@@ -118,7 +118,6 @@ def test_a_new_review_moves_the_users_stats_at_once_and_the_products_on_the_refr
     assert (today.product_id == old).sum() == before[1][1] + 1  # what a daily refresh would have read
 
 
-
 def test_held_out_reviews_that_return_to_train_enter_product_samples_no_more_often_than_chance(lake, tmp_path):
     """A user's new review makes it their held-out one, and their previous held-out review returns to
     train. The held-out review is picked by a hash among the user's newest (timestamps are days), so
@@ -153,6 +152,7 @@ def test_held_out_reviews_that_return_to_train_enter_product_samples_no_more_oft
         chance = sum(min(1.0, k / n_train[p]) for p in returning.product_id)
         print(f"first {k}: {entered} of {len(returning)} returning reviews entered, {chance:.1f} by chance")
         assert entered <= 1.3 * chance + 2, (k, entered, chance)
+
 
 def test_every_gold_table_is_filled_and_every_row_valid(generated_lake):
     lake, reports = generated_lake
