@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--date", type=_valid_date, default=None, help="logical date ds (default: today)")
     run.add_argument("--dag", default="precis_daily", help="DAG id (default precis_daily; or precis_training)")
+    run.add_argument("--mark-success-pattern", metavar="REGEX", default=None,
+                     help="as Airflow's `dags test`: tasks whose whole id matches are marked success without running, "
+                     "and the tasks after them run on what the lake holds (e.g. 'generate_rpo|evaluate_ranking')")
 
     ev = sub.add_parser("evaluate", parents=[common], help="evaluate ranking and generation, and write the Markdown + PNG report")
     ev.add_argument("--date", type=_valid_date, default=None, help="run date ds (default: today)")
@@ -497,11 +500,11 @@ def cmd_run(cfg: PrecisConfig, args: argparse.Namespace) -> int:
 
     ds = args.date or _today()
     started = time.monotonic()
-    result = run_dag(cfg, args.dag, ds, args.config)
+    result = run_dag(cfg, args.dag, ds, args.config, mark_success=args.mark_success_pattern)
     width = max(len(t) for t, _ in result.tasks)
     print(f"\n{result.dag_id} ds={ds}: {result.state} in {time.monotonic() - started:.0f} s")
     for task, state in result.tasks:
-        print(f"  {task:<{width}}  {state}")
+        print(f"  {task:<{width}}  {state}" + ("  (marked, not run)" if task in result.marked else ""))
     if result.failed or result.state != "success":
         names = ", ".join(result.failed) or "(see the log above)"
         print(f"precis: error: {result.dag_id} failed at task {names}", file=sys.stderr)

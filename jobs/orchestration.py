@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from jobs.config import PrecisConfig, load_config
+from precis.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,7 @@ class RunResult:
     ds: str
     state: str
     tasks: list[tuple[str, str]]  # (task_id, state) in DAG order
+    marked: tuple[str, ...] = ()  # tasks marked success without running (`mark_success`)
 
     @property
     def failed(self) -> list[str]:
@@ -209,12 +212,27 @@ def load_dag(dag_id: str):
     return dag
 
 
-def run_dag(cfg: PrecisConfig, dag_id: str, ds: str, config_path: str | None = None) -> RunResult:
+def run_dag(cfg: PrecisConfig, dag_id: str, ds: str, config_path: str | None = None,
+            mark_success: str | None = None) -> RunResult:
+    """One run of `dag_id` for `ds`. `mark_success` is Airflow's `dags test --mark-success-pattern`:
+    tasks whose whole id matches the regular expression are marked success without running, and
+    their downstream tasks run on what the lake already holds."""
     prepare_airflow(cfg, config_path)
     dag = load_dag(dag_id)
+    ids = [t.task_id for t in dag.topological_sort()] if hasattr(dag, "topological_sort") else sorted(dag.task_ids)
+    marked: tuple[str, ...] = ()
+    if mark_success is not None:
+        try:
+            pattern = re.compile(mark_success)
+        except re.error as e:
+            raise UsageError(f"--mark-success-pattern '{mark_success}' is not a regular expression: {e}") from None
+        marked = tuple(t for t in ids if pattern.fullmatch(t))
+        if not marked:
+            raise UsageError(f"--mark-success-pattern '{mark_success}' matches no task of {dag_id} (the whole id must "
+                             f"match): {', '.join(ids)}")
+        log.info("%s: %d tasks marked success without running: %s", dag_id, len(marked), ", ".join(marked))
     logical = datetime.fromisoformat(ds).replace(tzinfo=timezone.utc)
-    run = dag.test(logical_date=logical)
+    run = dag.test(logical_date=logical, mark_success_pattern=mark_success)
     states = {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in run.get_task_instances()}
-    order = [t.task_id for t in dag.topological_sort()] if hasattr(dag, "topological_sort") else sorted(states)
     state = str(run.state.value if hasattr(run.state, "value") else run.state)
-    return RunResult(dag_id, ds, state, [(t, states.get(t, "none")) for t in order])
+    return RunResult(dag_id, ds, state, [(t, states.get(t, "none")) for t in ids], marked)

@@ -125,6 +125,12 @@ def test_errors_are_clear_and_nonzero(tmp_path):
     assert neither.returncode == 2 and "give either a QUERY or -f FILE" in neither.stderr
     folder = run("sql", "-f", "sql/")
     assert folder.returncode == 2 and "sql/ is not a file" in folder.stderr and "Traceback" not in folder.stderr
+    # a mark-success pattern that marks no task is a typo: said before anything runs, with the task ids
+    (tmp_path / "state.yaml").write_text(f"orchestration:\n  state_dir: {tmp_path / 'state'}\n")
+    typo = run("--config", str(tmp_path / "state.yaml"), "--lake", str(tmp_path / "lake"), "run", "--date", "2024-06-01",
+               "--mark-success-pattern", "generate_rating")
+    assert typo.returncode == 2 and "matches no task of precis_daily" in typo.stderr, typo.stderr
+    assert "generate_ratings" in typo.stderr and "Traceback" not in typo.stderr and not (tmp_path / "lake").exists()
     # failed work (here: an object-store lake this machine cannot reach) is one line, exit 1, naming
     # the lake and what to check
     remote = run("--config", "conf/cluster.example.yaml", "tables")
