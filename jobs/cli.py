@@ -509,7 +509,7 @@ def cmd_run(cfg: PrecisConfig, args: argparse.Namespace) -> int:
         names = ", ".join(result.failed) or "(see the log above)"
         print(f"precis: error: {result.dag_id} failed at task {names}", file=sys.stderr)
         return 1
-    if result.dag_id == "precis_daily":
+    if result.dag_id == "precis_daily" and "report" not in result.marked:
         print(f"report: {Path(cfg.report_dir(ds)) / 'report.md'}")
     return 0
 
