@@ -11,7 +11,7 @@ Expectations) and publish. The other twelve are marked success without running
 (`--mark-success-pattern`): the other gates, generation tasks and evaluations are the same code
 paths with other tables or prompts, and each cluster task costs 1-3 min of JVM start-ups and small
 S3A jobs on 2 cores; tests/dags runs all 18 embedded. The test takes about 18 min alone, so
-`make test-cluster` runs it and CI's `make test` does not.
+`make test-slow` runs it and CI's `make test` does not.
 
 Its bronze and silver tables must equal those of the same steps run in this process on the
 embedded default (local disk, delta-rs): one code path, picked by configuration. The store's credentials, given in the environment only, are in no table,
