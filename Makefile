@@ -61,7 +61,7 @@ demo: models
 	@$(BIN)/precis --lake $(LAKE) sql --max-rows 50 "select layer, table_name, expectation, column_name, severity from eval.quality_results where ds = '$(DATE)' and not success order by 1, 2"
 	@echo "report: $(LAKE)/_reports/$(DATE)/report.md"
 
-# The suite in one process, without its two slowest tests: about 78 min on CI's 2 cores, which give
+# The suite in one process, without its two slowest tests: about 80 min on CI's 2 cores, which give
 # it 90. `make test-slow` runs those two: the cluster test (tests/jobs/test_cluster.py: a standalone
 # Spark master and two workers on loopback, six of the daily DAG's tasks as spark-submit
 # applications on an S3 lake; 1,106 s alone) and the weekly training DAG's run (about 6 min after
