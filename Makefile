@@ -67,14 +67,13 @@ demo: models
 # applications on an S3 lake; 1,106 s alone) and the weekly training DAG's run (about 6 min after
 # the daily DAG fixture's 13). Beside the rest as a second process the cluster test slowed both
 # more than twice on 2 cores (the rest 91 min where it takes about 79 alone; fresh clone, 2026-12-07).
-SLOW_TESTS := tests/jobs/test_cluster.py \
-	tests/dags/test_precis_daily.py::test_weekly_training_dag_trains_validates_and_promotes_every_weekly_task
+CLUSTER_TEST := tests/jobs/test_cluster.py
+WEEKLY_TEST  := tests/dags/test_precis_daily.py::test_weekly_training_dag_trains_validates_and_promotes_every_weekly_task
 test: models jars
-	$(BIN)/python -m pytest --ignore=tests/jobs/test_cluster.py \
-	  --deselect tests/dags/test_precis_daily.py::test_weekly_training_dag_trains_validates_and_promotes_every_weekly_task
+	$(BIN)/python -m pytest --ignore=$(CLUSTER_TEST) --deselect $(WEEKLY_TEST)
 
 test-slow: models jars
-	$(BIN)/python -m pytest $(SLOW_TESTS)
+	$(BIN)/python -m pytest $(CLUSTER_TEST) $(WEEKLY_TEST)
 
 bench: venv
 	$(BIN)/python benchmarks/ingest.py
