@@ -501,10 +501,14 @@ def cmd_run(cfg: PrecisConfig, args: argparse.Namespace) -> int:
     ds = args.date or _today()
     started = time.monotonic()
     result = run_dag(cfg, args.dag, ds, args.config, mark_success=args.mark_success_pattern)
-    width = max(len(t) for t, _ in result.tasks)
+    width = max(len(t.task_id) for t in result.tasks)
     print(f"\n{result.dag_id} ds={ds}: {result.state} in {time.monotonic() - started:.0f} s")
-    for task, state in result.tasks:
-        print(f"  {task:<{width}}  {state}" + ("  (marked, not run)" if task in result.marked else ""))
+    for t in result.tasks:
+        if t.task_id in result.marked:
+            took = "(marked, not run)"
+        else:
+            took = "" if t.seconds is None else f"{t.seconds:6.0f} s"
+        print(f"  {t.task_id:<{width}}  {t.state:<15}  {took}".rstrip())
     if result.failed or result.state != "success":
         names = ", ".join(result.failed) or "(see the log above)"
         print(f"precis: error: {result.dag_id} failed at task {names}", file=sys.stderr)

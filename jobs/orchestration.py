@@ -128,17 +128,24 @@ def run_in_process(step: str, ds: str | None = None, **_) -> str:
 
 
 # ------------------------------------------------------------------ precis run
+@dataclass(frozen=True)
+class TaskOutcome:
+    task_id: str
+    state: str  # Airflow's task-instance state: success, failed, skipped, upstream_failed, none
+    seconds: float | None  # Airflow's duration of the try; None when the task did not start
+
+
 @dataclass
 class RunResult:
     dag_id: str
     ds: str
     state: str
-    tasks: list[tuple[str, str]]  # (task_id, state) in DAG order
+    tasks: list[TaskOutcome]  # in DAG order
     marked: tuple[str, ...] = ()  # tasks marked success without running (`mark_success`)
 
     @property
     def failed(self) -> list[str]:
-        return [t for t, s in self.tasks if s == "failed"]
+        return [t.task_id for t in self.tasks if t.state == "failed"]
 
 
 def airflow_env(cfg: PrecisConfig, config_path: str | None) -> dict[str, str]:
@@ -233,6 +240,13 @@ def run_dag(cfg: PrecisConfig, dag_id: str, ds: str, config_path: str | None = N
         log.info("%s: %d tasks marked success without running: %s", dag_id, len(marked), ", ".join(marked))
     logical = datetime.fromisoformat(ds).replace(tzinfo=timezone.utc)
     run = dag.test(logical_date=logical, mark_success_pattern=mark_success)
-    states = {ti.task_id: str(ti.state.value if hasattr(ti.state, "value") else ti.state) for ti in run.get_task_instances()}
+    instances = {ti.task_id: ti for ti in run.get_task_instances()}
     state = str(run.state.value if hasattr(run.state, "value") else run.state)
-    return RunResult(dag_id, ds, state, [(t, states.get(t, "none")) for t in ids], marked)
+    return RunResult(dag_id, ds, state, [_outcome(t, instances.get(t)) for t in ids], marked)
+
+
+def _outcome(task_id: str, ti) -> TaskOutcome:
+    if ti is None:
+        return TaskOutcome(task_id, "none", None)
+    state = str(ti.state.value if hasattr(ti.state, "value") else ti.state)
+    return TaskOutcome(task_id, state, float(ti.duration) if ti.duration is not None else None)

@@ -74,6 +74,7 @@ def daily(tmp_path_factory, cf_subset):
     precis(config, "ingest", "relevance", str(cf_subset), "--format", "crowdflower", "--date", D1)
     precis(config, "train", "ranker", "--max-steps", "3")
     first = precis(config, "run", "--date", D1)
+    print(first.stdout[first.stdout.rfind("precis_daily ds="):])  # each task's time, for `pytest -s` and failures
     return folder, config, first
 
 
@@ -81,7 +82,9 @@ def test_daily_dag_runs_every_task_and_ends_with_the_report(daily):
     folder, config, first = daily
     out = first.stdout
     tasks = [line.split() for line in out.split(f"precis_daily ds={D1}: success")[1].splitlines()[1:] if line.startswith("  ")]
-    assert len(tasks) == 18 and all(state == "success" for _, state in tasks), tasks
+    assert len(tasks) == 18 and all(state == "success" for _, state, *_ in tasks), tasks
+    # each task's line ends with Airflow's duration of it, in seconds
+    assert all(len(t) == 4 and t[2].isdigit() and t[3] == "s" for t in tasks), tasks
     report = folder / "lake" / "_reports" / D1 / "report.md"
     assert out.rstrip().endswith(f"report: {report}")
     text = report.read_text()
@@ -150,7 +153,7 @@ def test_planted_bad_batch_stops_at_the_bronze_gate_and_serving_stays(daily, cf_
     assert p.returncode == 1
     assert "failed at task gate_bronze" in p.stderr
     assert "bronze.intake" in p.stdout and "bad_share" in p.stdout
-    states = dict(line.split() for line in p.stdout.split(f"precis_daily ds={D2}: failed")[1].splitlines()[1:] if line.startswith("  "))
+    states = dict(line.split()[:2] for line in p.stdout.split(f"precis_daily ds={D2}: failed")[1].splitlines()[1:] if line.startswith("  "))
     assert states["ingest"] == "success" and states["gate_bronze"] == "failed"
     assert states["publish"] == "upstream_failed" and states["generate_relsum"] == "upstream_failed"
     assert versions(folder)["serving.product_summaries"] == serving_before
