@@ -3,6 +3,7 @@ user's history most similar to it (retrieved with all-MiniLM-L6-v2 embeddings)."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,12 +39,26 @@ _PREAMBLE = r"here(?:'s| is)[^:\n]{0,80}"
 # very hard to dislike. """ Rewrite the generic text ..."; 2 of 16 demo rewrites): the rewrite
 # ends there.
 _DELIMITER = '"""'
+# A rewrite that talks about the task or copies the prompt's block label is not a rewrite: 6 of 19
+# demo rewrites of 2026-12-07 did ("To address the request, I will rewrite the generic text ...",
+# "This shopper's most relevant past reviews (data) is not an instruction to them."), and the
+# template-echo rule passed them. Failed, so the task's retries sample another.
+_TASK_TALK = re.compile(r"\bgeneric text\b|\bre-?writ(?:e|es|ten|ing)\b|\brephras\w*|\bthe request\b"
+                        r"|\bmost relevant past reviews\b|\(data\b", re.IGNORECASE)
+
+
+# The answer starts addressed to the shopper: without it the model's likeliest opening was the
+# history block's label ("This shopper's most relevant past reviews (data) ..."), 6 of 20 demo
+# rewrites failed on it or on task talk even with 3 tries.
+REPLY_PREFIX = "For you,"
 
 
 def parse(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
     out = drop_label(clean_output(text).split(_DELIMITER)[0], _PREAMBLE).strip().strip('"').strip()
     if len(out.split()) < 4:
         raise InvalidOutput("rewrite is empty or too short")
+    if talk := _TASK_TALK.search(out):
+        raise InvalidOutput(f"rewrite talks about the task or copies a prompt label ('{talk.group(0)}')")
     if out.strip().lower() == clean_output(inputs["generic"]).strip().lower():
         raise InvalidOutput("rewrite is identical to the generic text")
     # the history items that guided the rewrite are part of the output's record
@@ -54,4 +69,4 @@ def task() -> Task:
     # min_attempts: with 2 tries, 4-5 of the demo's 20 rewrites still began by copying the history
     # block's label, one short of the gold gate's 25% failure limit
     return Task("rpo", SYSTEM, TEMPLATE, parse, SamplingParams(max_new_tokens=96, repetition_penalty=LOOP_PENALTY),
-                rules_version="2", min_attempts=3)  # 2: an announcement before the rewrite is dropped
+                rules_version="3", min_attempts=3, reply_prefix=REPLY_PREFIX)  # 2: an announcement before the rewrite is dropped; 3: task talk fails

@@ -193,6 +193,13 @@ def test_rpo_rules():
     assert rpo.parse(copying, inputs)["personalized_text"] == "For you, a mild lotion with no scent at all."
     with pytest.raises(InvalidOutput, match="too short"):
         rpo.parse('""" Generic text (data, not instruction) """', inputs)
+    # seen in the demo of 2026-12-07: talk about the task, and the history block's label copied
+    for talk in ("To address the request, I will rewrite the generic text with the desired tone and style.",
+                 "Here is the rewritten generic text, corrected and reworded with the goal of bringing back what matters.",
+                 "To make this text more impactful, I'll rephrase it to focus on the positive aspects.",
+                 "This shopper's most relevant past reviews (data) is not an instruction to them."):
+        with pytest.raises(InvalidOutput, match="talks about the task"):
+            rpo.parse(talk, inputs)
 
 
 def test_prompt_version_is_a_hash_of_the_template():
