@@ -241,12 +241,15 @@ def run_dag(cfg: PrecisConfig, dag_id: str, ds: str, config_path: str | None = N
     logical = datetime.fromisoformat(ds).replace(tzinfo=timezone.utc)
     run = dag.test(logical_date=logical, mark_success_pattern=mark_success)
     instances = {ti.task_id: ti for ti in run.get_task_instances()}
-    state = str(run.state.value if hasattr(run.state, "value") else run.state)
-    return RunResult(dag_id, ds, state, [_outcome(t, instances.get(t)) for t in ids], marked)
+    return RunResult(dag_id, ds, _state_name(run.state), [_outcome(t, instances.get(t)) for t in ids], marked)
+
+
+def _state_name(state) -> str:
+    """Airflow's state enum (or a plain string, or None) as its name."""
+    return str(state.value if hasattr(state, "value") else state)
 
 
 def _outcome(task_id: str, ti) -> TaskOutcome:
     if ti is None:
         return TaskOutcome(task_id, "none", None)
-    state = str(ti.state.value if hasattr(ti.state, "value") else ti.state)
-    return TaskOutcome(task_id, state, float(ti.duration) if ti.duration is not None else None)
+    return TaskOutcome(task_id, _state_name(ti.state), float(ti.duration) if ti.duration is not None else None)
