@@ -254,8 +254,10 @@ def test_rows_whose_inputs_changed_and_failed_or_left_are_retired(generated_lake
 
 def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path, spark):
     """SIGKILL a real `precis job generate_preferences` after its first chunk commits, then re-run."""
-    # one user: the run after the kill generates the rest, and a short rest is enough to show no gap
-    settings = {**SMALL_LAKE, "generation__n_users": "1", "generation__chunk_size": "2", "generation__max_attempts": "1"}
+    # one user: the run after the kill generates the rest, and a short rest is enough to show no gap;
+    # 16-token answers (their own prompt version): this test is about commits, not about the text
+    settings = {**SMALL_LAKE, "generation__n_users": "1", "generation__chunk_size": "2", "generation__max_attempts": "1",
+                "generation__max_new_tokens": "16"}
     lake = make_lake(tmp_path / "lake", spark, **settings)
     from jobs.ingest.job import ingest_reviews
 
