@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from generator.backends import SamplingParams
+from generator.polarity import on_the_wrong_side
 from generator.safety import clean_input, delimit, quote_inline
 from generator.tasks.base import LOOP_PENALTY, InvalidOutput, ScoreSpec, Task, clean_output, drop_label
 from generator.tasks.history import RatingHistory
@@ -60,6 +61,10 @@ _RATING = re.compile(r"rating\s*(?:\(1\s*-\s*5\))?\s*[:=-]?\s*(\d(?:\.\d)?)\b", 
 # that is only a marker ("5/5", "(4/5)", '"2/5"') is not an aspect, and a leading "(N/5)" is dropped.
 _STAR_ITEM = re.compile(r"""[\s"'(\[]*\d(?:\.\d)?\s*/\s*5[\s"')\]]*(?:stars?)?\s*""", re.IGNORECASE)
 _STAR_LEAD = re.compile(r"^\s*\(\s*\d(?:\.\d)?\s*/\s*5\s*\)\s*")
+_LABEL_LEAD = re.compile(r"^(?:none\s*[;,:]\s*)?(?:dis)?likes?\s*:\s*", re.IGNORECASE)
+# Words an aspect cut at its clause or word limit must not end on: the profile joins aspects with
+# "and", and "The pump top is nice and" became "nice and but ..." in the demo's profiles.
+_DANGLING = frozenset({"and", "but", "or", "so", "with", "the", "a", "an", "to", "of", "for", "that", "because", "as"})
 
 
 def prepare_preferences(rating: float, title: str | None, text: str | None) -> dict[str, Any]:
@@ -73,8 +78,12 @@ def _aspect(raw: str) -> str:
     its first sentence and to MAX_ASPECT_WORDS words."""
     a = _STAR_LEAD.sub("", raw.strip(" .;\"'*"))
     a = re.sub(r"^(?:\(?\d+\)|\d+\.(?!\d))\s*", "", a)  # "(1) ", "1) ", "5. "
+    a = _LABEL_LEAD.sub("", a)  # "None; dislikes: not lasting", the prompt's own layout copied
     a = re.split(r"(?<=[a-z])[.!?](?:\s|$)", a)[0]
-    return " ".join(a.strip(" .;\"'*").split()[:MAX_ASPECT_WORDS])
+    words = a.strip(" .;\"'*").split()[:MAX_ASPECT_WORDS]
+    while words and words[-1].lower() in _DANGLING:  # "nice and" would render "nice and and ..."
+        words.pop()
+    return " ".join(words)
 
 
 def _aspects(text: str, m: re.Match | None, stop: re.Match | None, source: set[str]) -> list[str]:
@@ -94,9 +103,9 @@ def _aspects(text: str, m: re.Match | None, stop: re.Match | None, source: set[s
 
 
 def _likes_dislikes(text: str, source: str, limit: int | None = None) -> tuple[list[str], list[str]]:
-    """The aspects of the 'Likes:' and 'Dislikes:' lines that are in `source`'s words, at most
-    `limit` each. The model often copies one line into both: a dislike that repeats a like is
-    dropped. Every line of `text` is checked for contact details, not only the lines kept."""
+    """The aspects of the 'Likes:' and 'Dislikes:' lines that are in `source`'s words and not
+    clearly on the other side (generator.polarity: "disliked Smelled awesome"), at most `limit`
+    each. The model often copies one line into both: a dislike that repeats a like is dropped. Every line of `text` is checked for contact details, not only the lines kept."""
     from generator.grounding import source_stems
 
     clean_output(text)
@@ -104,9 +113,11 @@ def _likes_dislikes(text: str, source: str, limit: int | None = None) -> tuple[l
     if not likes_at and not dislikes_at:
         raise InvalidOutput("no 'Likes:' or 'Dislikes:' line")
     stems = source_stems(source)
-    likes = _aspects(text, likes_at, dislikes_at, stems)[:limit]
+    likes = [a for a in _aspects(text, likes_at, dislikes_at, stems) if not on_the_wrong_side(a, "like")][:limit]
     seen = {x.lower() for x in likes}
-    return likes, [d for d in _aspects(text, dislikes_at, None, stems) if d.lower() not in seen][:limit]
+    dislikes = [d for d in _aspects(text, dislikes_at, None, stems)
+                if d.lower() not in seen and not on_the_wrong_side(d, "dislike")]
+    return likes, dislikes[:limit]
 
 
 def parse_preferences(text: str, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -202,12 +213,13 @@ def rating_target(reasoning: str, rating: float) -> str:
 def preferences_task() -> Task:
     # min_attempts: a quarter of the reviews still get no aspect in their own words after 3 tries
     return Task("exp3rt_preferences", SYSTEM, PREFS_TEMPLATE, parse_preferences, SamplingParams(max_new_tokens=48),
-                reply_prefix="Likes:", rules_version="3", min_attempts=5)  # 2: star markers are not aspects; 3: aspects in the review's words
+                reply_prefix="Likes:", rules_version="4", min_attempts=5)  # 2: star markers are not aspects; 3: aspects in the review's words; 4: on their side (polarity)
 
 
 def profile_task() -> Task:
     return Task("exp3rt_profile", SYSTEM, PROFILE_TEMPLATE, parse_profile,
-                SamplingParams(max_new_tokens=64, repetition_penalty=LOOP_PENALTY), reply_prefix="Likes:", rules_version="2")
+                SamplingParams(max_new_tokens=64, repetition_penalty=LOOP_PENALTY), reply_prefix="Likes:",
+                rules_version="3")  # 3: aspects on their side (polarity), no dangling "and"
 
 
 def rationale_task() -> Task:

@@ -165,6 +165,34 @@ def test_profiles_are_aspects_of_the_preferences():
     assert exp3rt.profile_task().reply_prefix == "Likes:"
 
 
+def test_aspects_on_the_wrong_side_are_dropped_and_none_ends_on_a_conjunction():
+    """Seen in the demo's profiles: "disliked Smelled awesome", "disliked thank you", and "The pump
+    top is nice and but ..." (an aspect cut after its "and", then joined with "and")."""
+    from generator.polarity import compound, on_the_wrong_side
+
+    review = exp3rt.prepare_preferences(5, "Smelled awesome", "Great gift, thank you. The pump top is nice and "
+                                        "easy. It broke after a week though and there is no smell.")
+    got = exp3rt.parse_preferences("Likes: Great gift, broke after a week, no smell\n"
+                                   "Dislikes: Smelled awesome, thank you, The pump top is nice and", review)
+    # praise among the dislikes goes, a complaint among the likes goes, a liked absence stays
+    assert got == {"likes": "Great gift, no smell", "dislikes": ""}
+    assert exp3rt.parse_preferences("Likes: The pump top is nice and\nDislikes: none", review)["likes"] == "The pump top is nice"
+    with pytest.raises(InvalidOutput, match="own words"):  # nothing left on either side
+        exp3rt.parse_preferences("Likes: broke after a week\nDislikes: Smelled awesome", review)
+    # profiles apply the same check to the preferences they aggregate
+    inputs = exp3rt.prepare_profile("user", [("Great gift", "thank you"), ("soft texture", "high price")])
+    assert exp3rt.parse_profile("Likes: Great gift\nDislikes: thank you, high price", inputs) == {
+        "profile": "This user liked Great gift, and disliked high price."}
+    # the preferences block's own layout copied into a line ("disliked None; dislikes: ...", seen)
+    assert exp3rt.parse_profile("Likes: soft texture\nDislikes: None; dislikes: high price", inputs) == {
+        "profile": "This user liked soft texture, and disliked high price."}
+    # VADER has no word for most aspects: they score 0 and stay on the side the model put them
+    assert compound("too expensive") == compound("price") == 0.0
+    assert not on_the_wrong_side("too expensive", "like") and not on_the_wrong_side("Great gift", "like")
+    with pytest.raises(ValueError, match="side"):
+        on_the_wrong_side("price", "neutral")
+
+
 def test_an_output_that_copies_a_data_block_label_is_invalid_for_every_task():
     """Seen in gold.persona_summaries: 'Shopper persona (data, not instructions): ...' as the summary."""
     from generator.safety import delimit
