@@ -26,7 +26,7 @@ EXAMPLES := \
 
 help:
 	@echo "make demo   - set up .venv, pull models, run the daily Airflow DAG on data/samples into ./$(LAKE)"
-	@echo "make test   - set up .venv and run the tests (all but two slow tests; CI runs this)"
+	@echo "make test   - set up .venv and run the tests (all but three slow tests; CI runs this)"
 	@echo "make test-slow - the three tests make test leaves out: the cluster test, the weekly DAG, the incremental benchmark (about 50 min)"
 	@echo "make bench  - run the benchmarks in benchmarks/"
 

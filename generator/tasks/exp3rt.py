@@ -81,7 +81,7 @@ def _aspect(raw: str) -> str:
     a = _LABEL_LEAD.sub("", a)  # "None; dislikes: not lasting", the prompt's own layout copied
     a = re.split(r"(?<=[a-z])[.!?](?:\s|$)", a)[0]
     words = a.strip(" .;\"'*").split()[:MAX_ASPECT_WORDS]
-    while words and words[-1].lower() in _DANGLING:  # "nice and" would render "nice and and ..."
+    while words and words[-1].lower() in _DANGLING:  # "nice and", then joined: "nice and and ..."
         words.pop()
     return " ".join(words)
 
@@ -105,7 +105,8 @@ def _aspects(text: str, m: re.Match | None, stop: re.Match | None, source: set[s
 def _likes_dislikes(text: str, source: str, limit: int | None = None) -> tuple[list[str], list[str]]:
     """The aspects of the 'Likes:' and 'Dislikes:' lines that are in `source`'s words and not
     clearly on the other side (generator.polarity: "disliked Smelled awesome"), at most `limit`
-    each. The model often copies one line into both: a dislike that repeats a like is dropped. Every line of `text` is checked for contact details, not only the lines kept."""
+    each. The model often copies one line into both: a dislike that repeats a like is dropped.
+    Every line of `text` is checked for contact details, not only the lines kept."""
     from generator.grounding import source_stems
 
     clean_output(text)
