@@ -9,6 +9,7 @@ from typing import Any
 
 from generator.backends import SamplingParams
 from generator.polarity import on_the_wrong_side
+from generator.review_text import review_text
 from generator.safety import clean_input, delimit, quote_inline
 from generator.tasks.base import LOOP_PENALTY, InvalidOutput, ScoreSpec, Task, clean_output, drop_label
 from generator.tasks.history import RatingHistory
@@ -68,9 +69,9 @@ _DANGLING = frozenset({"and", "but", "or", "so", "with", "the", "a", "an", "to",
 
 
 def prepare_preferences(rating: float, title: str | None, text: str | None) -> dict[str, Any]:
-    body = f"({rating:g}/5) {clean_input(title, 200)}. {clean_input(text, 1500)}"
+    review = review_text(clean_input(title, 200), clean_input(text, 1500))
     # `source`: the words an aspect must come from (not a prompt input; the template does not use it)
-    return {"review_block": delimit("Review", body), "source": f"{clean_input(title, 200)}. {clean_input(text, 1500)}"}
+    return {"review_block": delimit("Review", f"({rating:g}/5) {review}"), "source": review}
 
 
 def _aspect(raw: str) -> str:

@@ -26,8 +26,10 @@ def reviews(lake: Lake) -> pd.DataFrame:
 
 
 def review_text(r: pd.DataFrame) -> pd.Series:
-    """A review as the metrics read it: "<title>. <text>"."""
-    return (r["title"].fillna("") + ". " + r["text"].fillna("")).str.strip(". ")
+    """A review as the metrics read it (`generator.review_text`): "<title>. <text>", no default title."""
+    from generator.review_text import review_text as joined
+
+    return pd.Series([joined(t, x) for t, x in zip(r["title"], r["text"])], index=r.index, dtype=object)
 
 
 def pair_truth(lake: Lake, pairs: pd.DataFrame) -> pd.DataFrame:

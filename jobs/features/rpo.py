@@ -30,10 +30,11 @@ def _task():
 
 def _prepare(row):
     from generator.retrieval import top_k
+    from generator.review_text import review_text
     from generator.tasks import rpo
 
     history = json.loads(row["history"])
-    texts = [" ".join(x for x in (h.get("title"), h.get("text")) if x) for h in history]
+    texts = [review_text(h.get("title"), h.get("text")) for h in history]
     picked = top_k(row["generic_text"], texts, int(row["k"]))
     inputs = rpo.prepare(row["generic_text"], [texts[i] for i in picked])
     inputs["retrieved_ids"] = [history[i]["review_id"] for i in picked]

@@ -27,7 +27,9 @@ from jobs.lake import tables as T
 def reviews_of(payload: str, limit: int = 12) -> list[tuple[float, str]]:
     """(rating, 'title text') of the last `limit` reviews of a JSON list of review structs."""
     items = json.loads(payload or "[]")[-limit:]
-    return [(float(r.get("rating") or 0), " ".join(x for x in (r.get("title"), r.get("text")) if x)) for r in items]
+    from generator.review_text import review_text
+
+    return [(float(r.get("rating") or 0), review_text(r.get("title"), r.get("text"))) for r in items]
 
 
 # How the prompts list each review ("- (5/5) ..."): an output that copies it echoes the prompt.
@@ -60,11 +62,12 @@ def _persona_inputs(lake: Lake):
 def persona_grounding(lake: Lake, rows: pd.DataFrame) -> list:
     """Each persona's sentences checked against the persona-holder's own train reviews."""
     from generator.grounding import ground
+    from generator.review_text import review_text
 
     hist = lake.read_arrow(T.SILVER_USER_HISTORIES, ["user_id", "reviews", "ds"],
                            where={"user_id": list(rows.user_id.unique())}).to_pandas()
     hist = hist[hist.ds == hist.ds.max()]  # the newest snapshot
-    reviews = {u: [" ".join(x for x in (v["title"], v["text"]) if x) for v in rs] for u, rs in zip(hist.user_id, hist.reviews)}
+    reviews = {u: [review_text(v["title"], v["text"]) for v in rs] for u, rs in zip(hist.user_id, hist.reviews)}
     return [ground(p, reviews.get(u, [])) for u, p in zip(rows.user_id, rows.persona)]
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from generator.review_text import review_text
 from generator.tasks.history import RatingHistory
 from jobs.lake import Lake
 from jobs.lake import tables as T
@@ -172,9 +173,9 @@ def rpo_items(lake: Lake, limit: int) -> list[dict[str, Any]]:
             other = reviews[(reviews.product_id == own["product_id"]) & (reviews.user_id != h.user_id)].head(1)
             if other.empty:
                 continue
-            text = lambda x: " ".join(v for v in (x.get("title"), x.get("text")) if isinstance(v, str))  # noqa: E731
-            items.append({"generic": text(other.iloc[0].to_dict()), "target": text(own),
-                          "history": [text(m) for m in mine if m["review_id"] != own["review_id"]]})
+            generic = other.iloc[0]
+            items.append({"generic": review_text(generic.title, generic.text), "target": review_text(own["title"], own["text"]),
+                          "history": [review_text(m["title"], m["text"]) for m in mine if m["review_id"] != own["review_id"]]})
             if len(items) >= limit:
                 return items
     return items
