@@ -63,6 +63,8 @@ _RATING = re.compile(r"rating\s*(?:\(1\s*-\s*5\))?\s*[:=-]?\s*(\d(?:\.\d)?)\b", 
 _STAR_ITEM = re.compile(r"""[\s"'(\[]*\d(?:\.\d)?\s*/\s*5[\s"')\]]*(?:stars?)?\s*""", re.IGNORECASE)
 _STAR_LEAD = re.compile(r"^\s*\(\s*\d(?:\.\d)?\s*/\s*5\s*\)\s*")
 _LABEL_LEAD = re.compile(r"^(?:none\s*[;,:]\s*)?(?:dis)?likes?\s*:\s*", re.IGNORECASE)
+# a word said twice in a row, "a great choice and and the bristles" (4 of 9 item profiles of a demo)
+_REPEATED_WORD = re.compile(r"\b(\w+)(?:\s+\1\b)+", re.IGNORECASE)
 # Words an aspect cut at its clause or word limit must not end on: the profile joins aspects with
 # "and", and "The pump top is nice and" became "nice and but ..." in the demo's profiles.
 _DANGLING = frozenset({"and", "but", "or", "so", "with", "the", "a", "an", "to", "of", "for", "that", "because", "as"})
@@ -75,13 +77,13 @@ def prepare_preferences(rating: float, title: str | None, text: str | None) -> d
 
 
 def _aspect(raw: str) -> str:
-    """One aspect as a phrase: quotes, list numbering and a leading "(N/5)" off, cut at the end of
-    its first sentence and to MAX_ASPECT_WORDS words."""
+    """One aspect as a phrase: quotes, list numbering and a leading "(N/5)" off, a word repeated in
+    a row said once, cut at the end of its first sentence and to MAX_ASPECT_WORDS words."""
     a = _STAR_LEAD.sub("", raw.strip(" .;\"'*"))
     a = re.sub(r"^(?:\(?\d+\)|\d+\.(?!\d))\s*", "", a)  # "(1) ", "1) ", "5. "
     a = _LABEL_LEAD.sub("", a)  # "None; dislikes: not lasting", the prompt's own layout copied
     a = re.split(r"(?<=[a-z])[.!?](?:\s|$)", a)[0]
-    words = a.strip(" .;\"'*").split()[:MAX_ASPECT_WORDS]
+    words = _REPEATED_WORD.sub(r"\1", a).strip(" .;\"'*").split()[:MAX_ASPECT_WORDS]
     while words and words[-1].lower() in _DANGLING:  # "nice and", then joined: "nice and and ..."
         words.pop()
     return " ".join(words)
@@ -215,13 +217,13 @@ def rating_target(reasoning: str, rating: float) -> str:
 def preferences_task() -> Task:
     # min_attempts: a quarter of the reviews still get no aspect in their own words after 3 tries
     return Task("exp3rt_preferences", SYSTEM, PREFS_TEMPLATE, parse_preferences, SamplingParams(max_new_tokens=48),
-                reply_prefix="Likes:", rules_version="4", min_attempts=5)  # 2: star markers are not aspects; 3: aspects in the review's words; 4: on their side (polarity)
+                reply_prefix="Likes:", rules_version="5", min_attempts=5)  # 2: star markers are not aspects; 3: aspects in the review's words; 4: on their side (polarity); 5: no word twice in a row
 
 
 def profile_task() -> Task:
     return Task("exp3rt_profile", SYSTEM, PROFILE_TEMPLATE, parse_profile,
                 SamplingParams(max_new_tokens=64, repetition_penalty=LOOP_PENALTY), reply_prefix="Likes:",
-                rules_version="3")  # 3: aspects on their side (polarity), no dangling "and"
+                rules_version="4")  # 3: aspects on their side (polarity), no dangling "and"; 4: no word twice in a row
 
 
 def rationale_task() -> Task:

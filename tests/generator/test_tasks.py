@@ -186,6 +186,10 @@ def test_aspects_on_the_wrong_side_are_dropped_and_none_ends_on_a_conjunction():
     # the preferences block's own layout copied into a line ("disliked None; dislikes: ...", seen)
     assert exp3rt.parse_profile("Likes: soft texture\nDislikes: None; dislikes: high price", inputs) == {
         "profile": "This user liked soft texture, and disliked high price."}
+    # a word said twice in a row is said once ("a great choice and and the bristles", seen in item profiles)
+    inputs = exp3rt.prepare_profile("product", [("a great choice and the bristles are short", "")])
+    assert exp3rt.parse_profile("Likes: a great choice and and the bristles are short\nDislikes: none", inputs) == {
+        "profile": "Shoppers of this product liked a great choice and the bristles are short, and named nothing they disliked."}
     # VADER has no word for most aspects: they score 0 and stay on the side the model put them
     assert compound("too expensive") == compound("price") == 0.0
     assert not on_the_wrong_side("too expensive", "like") and not on_the_wrong_side("Great gift", "like")
