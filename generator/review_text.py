@@ -25,7 +25,8 @@ def content_title(title: str | None) -> str | None:
 
 def review_text(title: str | None, text: str | None) -> str:
     """'<title>. <text>' (a title already ending in '.', '!' or '?' keeps its own stop), either part
-    left out when blank, the title when it is a default one ("Five Stars")."""
+    left out when blank, the title when it is a default one ("Five Stars"). Empty for a review that
+    is only a default title (4 of the Beauty sample's): its stars are all it says."""
     head = content_title(title)
     body = text.strip() if isinstance(text, str) else ""
     if head and body:

@@ -25,10 +25,11 @@ from jobs.lake import tables as T
 
 
 def reviews_of(payload: str, limit: int = 12) -> list[tuple[float, str]]:
-    """(rating, 'title text') of the last `limit` reviews of a JSON list of review structs."""
-    items = json.loads(payload or "[]")[-limit:]
+    """(rating, review text as `generator.review_text` joins it) of the last `limit` reviews of a
+    JSON list of review structs."""
     from generator.review_text import review_text
 
+    items = json.loads(payload or "[]")[-limit:]
     return [(float(r.get("rating") or 0), review_text(r.get("title"), r.get("text"))) for r in items]
 
 

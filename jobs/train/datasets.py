@@ -174,7 +174,7 @@ def rpo_items(lake: Lake, limit: int) -> list[dict[str, Any]]:
             if other.empty:
                 continue
             generic = other.iloc[0]
-            items.append({"generic": review_text(generic.title, generic.text), "target": review_text(own["title"], own["text"]),
+            items.append({"generic": review_text(generic["title"], generic["text"]), "target": review_text(own["title"], own["text"]),
                           "history": [review_text(m["title"], m["text"]) for m in mine if m["review_id"] != own["review_id"]]})
             if len(items) >= limit:
                 return items
