@@ -97,6 +97,28 @@ _SELLS = re.compile(
     r"|(?:has|have)\s+been\s+praised|(?:is|are)\s+praised)\b", re.IGNORECASE)
 
 
+# Who the shopper is (a trade, a fame, an age) is kept only where their own reviews say it: the
+# prompt asks for no invented job or age, and SmolLM2 makes a giver of Philosophy-brand gifts "a food
+# blogger", another shopper "a celebrity beauty blogger", another "a 5-year-old" (the numbers rule
+# passes that one: the reviews say "5 stars").
+_IDENTITY = re.compile(
+    r"\b(blogger|vlogger|influencer|youtuber|foodie|celebrity|chef|writer|author|journalist|teacher|student|nurse"
+    r"|photographer|designer|lawyer|engineer|professor)s?\b", re.IGNORECASE)
+_AGE = re.compile(r"\b(?:year|yr)s?[\s-]*old\b", re.IGNORECASE)
+_AGE_STATED = re.compile(r"\b(?:year|yr)s?[\s-]*old\b|\bi(?:'m|\s+am)\s+\d{1,2}\b", re.IGNORECASE)  # "8 years old", "I am 25"
+
+
+def unstated_identity(sentence: str, evidence: Sequence[str]) -> str | None:
+    """The identity a persona sentence gives the shopper (`_IDENTITY`, an age) that none of
+    `evidence` states; None when it gives none or the reviews state it."""
+    said = " ".join(e for e in evidence if e).lower()
+    for m in _IDENTITY.finditer(sentence):
+        if not re.search(rf"\b{m.group(1).lower()}s?\b", said):
+            return m.group(0)
+    age = _AGE.search(sentence)
+    return age.group(0) if age and not _AGE_STATED.search(said) else None
+
+
 def describes_shopper(sentence: str) -> bool:
     """Whether a persona sentence is about the shopper (see _SHOPPER_SUBJECT, _NOT_A_SHOPPER, _SELLS)."""
     s = sentence.strip()
@@ -113,7 +135,8 @@ def grounded_persona(values: Sequence[dict[str, Any]], inputs: dict[str, Any]) -
     support is not kept, nor one that is not about the shopper (`describes_shopper`: "This is a high
     end skincare product", "This shopper is a skincare brand"), nor one copied from a review (cosine
     >= COPY_THRESHOLD), nor one stating a number the reviews never state (an age, a height: "a
-    25-year-old woman" passes the embedding check when the reviews are a woman's), nor one that
+    25-year-old woman" passes the embedding check when the reviews are a woman's), nor one giving
+    the shopper a trade, fame or age the reviews never state (`unstated_identity`), nor one that
     repeats a kept sentence (cosine >= DUPLICATE_CLAIM). When no candidate has a kept sentence
     there is no persona to keep: InvalidOutput, so the task samples new candidates, and after its
     last attempt the user's failure is recorded with this reason."""
@@ -126,7 +149,8 @@ def grounded_persona(values: Sequence[dict[str, Any]], inputs: dict[str, Any]) -
 
     def supported(g) -> list[str]:
         claims = [c for c, b in zip(g.claims, g.best)
-                  if g.threshold <= b < COPY_THRESHOLD and set(_NUMBER.findall(c)) <= stated and describes_shopper(c)]
+                  if g.threshold <= b < COPY_THRESHOLD and set(_NUMBER.findall(c)) <= stated and describes_shopper(c)
+                  and unstated_identity(c, evidence) is None]
         if len(claims) < 2:
             return claims
         vecs = embed(claims)
@@ -242,8 +266,8 @@ def persona_task() -> Task:
                 # 2: review lists and copied review sentences are not a persona; 3: nor an unsupported one;
                 # 4: nor a number the reviews never state, nor a repeated sentence; 5: nor a sentence
                 # that is not about the shopper; 6: nor a shopper who sells; 7: nor one famous for products;
-                # 8: nor a trade in an apposition
-                rules_version="8")
+                # 8: nor a trade in an apposition; 9: nor a trade, fame or age the reviews never state
+                rules_version="9")
 
 
 def summary_task() -> Task:

@@ -280,6 +280,14 @@ def test_grounded_persona_keeps_the_best_grounded_candidate_and_only_its_support
     index, kept = sumforu.grounded_persona([aged], {"evidence": evidence})
     assert "25" not in kept["persona"] and kept["persona"].count("frizz free") == 1 and "lavender" in kept["persona"]
     assert "25-year-old" in sumforu.grounded_persona([aged], {"evidence": evidence + ["I am 25 and love it."]})[1]["persona"]
+    # a trade, a fame or an age the reviews never state is invented ("a food blogger", "a 5-year-old" seen on the demo)
+    blogger = {"persona": "She is a food blogger who wants shampoo that keeps curly hair soft and frizz free. "
+                          "She is a 5-year-old who likes a lavender scent that lasts."}
+    with pytest.raises(InvalidOutput, match="supported by the user's own reviews"):
+        sumforu.grounded_persona([blogger], {"evidence": evidence + ["5 stars from me."]})
+    stated = evidence + ["As a food blogger I wash my hair daily.", "My 5 year old loves the smell."]
+    assert sumforu.unstated_identity(blogger["persona"], stated) is None
+    assert sumforu.unstated_identity("They are a celebrity beauty blogger.", evidence) == "celebrity"
     # a sentence about the product or its maker is supported by the reviews' words, but is no persona
     drift = {"persona": "This is a gentle shampoo that keeps curly hair soft and frizz free. "
                         "This shopper is a haircare brand that keeps curly hair soft and frizz free. "
