@@ -49,8 +49,12 @@ def _config(folder: Path, cf_subset: Path, extra_reviews: list[str] = ()) -> Pat
 
 def precis(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PRECIS", "AIRFLOW"))}
-    p = subprocess.run([PRECIS, "--config", str(config), *args], cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=1500)
+    try:
+        p = subprocess.run([PRECIS, "--config", str(config), *args], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=1500)
+    except subprocess.TimeoutExpired as exc:  # say which step it was in: the logs name each one as it starts
+        tail = lambda b: (b.decode(errors="replace") if isinstance(b, bytes) else b or "")[-4000:]  # noqa: E731
+        raise AssertionError(f"precis {' '.join(args)} ran past {exc.timeout:.0f} s:\n{tail(exc.stdout)}\n{tail(exc.stderr)}") from exc
     if check and p.returncode != 0:
         raise AssertionError(f"precis {' '.join(args)} exited {p.returncode}:\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     return p
