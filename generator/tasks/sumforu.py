@@ -105,7 +105,7 @@ _IDENTITY = re.compile(
     r"\b(blogger|vlogger|influencer|youtuber|foodie|celebrity|chef|writer|author|journalist|teacher|student|nurse"
     r"|photographer|designer|lawyer|engineer|professor)s?\b", re.IGNORECASE)
 _AGE = re.compile(r"\b(?:year|yr)s?[\s-]*old\b", re.IGNORECASE)
-_AGE_STATED = re.compile(r"\b(?:year|yr)s?[\s-]*old\b|\bi(?:'m|\s+am)\s+\d{1,2}\b", re.IGNORECASE)  # "8 years old", "I am 25"
+_AGE_STATED = re.compile(_AGE.pattern + r"|\bi(?:'m|\s+am)\s+\d{1,2}\b", re.IGNORECASE)  # "8 years old", "I am 25"
 
 
 def unstated_identity(sentence: str, evidence: Sequence[str]) -> str | None:
